@@ -1,0 +1,113 @@
+"""The LLM step: one Messages API call with the real `anthropic` async client.
+
+The client is built once per worker with `max_retries=0`: Temporal owns retries, so each one is
+an attempt in the history. The API key lives in the client, read from the worker's environment;
+it never enters workflow inputs, history or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anthropic
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import LLM_BAD_RESPONSE, LLM_REJECTED, LLM_UNAVAILABLE, fail
+from activities.heartbeat import heartbeating
+from executor.config import Settings
+from executor.steps import LlmReply, LlmRequest, Usage
+
+log = logging.getLogger(__name__)
+
+# Retried: the provider may recover. 408 timeout, 409 conflict, 429 rate limit, 5xx, 529 overload.
+RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+
+def build_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    return anthropic.AsyncAnthropic(
+        api_key=settings.llm_api_key.get_secret_value() or "unset",
+        base_url=settings.llm_base_url or None,
+        max_retries=0,
+        timeout=settings.llm_timeout,
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    """The provider's `retry-after` (seconds) or `retry-after-ms`, when it sent one."""
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        if headers.get("retry-after"):
+            return float(headers["retry-after"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+def classify(exc: anthropic.APIError) -> ApplicationError:
+    """Map an SDK error to a retryable or final failure carrying the provider's message."""
+    if isinstance(exc, anthropic.APIStatusError):
+        message = f"{exc.status_code} {exc.api_message or exc.message}"
+        if exc.status_code in RETRYABLE_STATUS:
+            delay = _retry_after(exc.response.headers)
+            return ApplicationError(
+                f"LLM provider unavailable: {message}",
+                type=LLM_UNAVAILABLE,
+                next_retry_delay=None if delay is None else _seconds(delay),
+            )
+        return fail(LLM_REJECTED, f"LLM request rejected: {message}")
+    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
+        return ApplicationError(f"LLM provider unreachable: {exc.message}", type=LLM_UNAVAILABLE)
+    return fail(LLM_BAD_RESPONSE, f"LLM response unusable: {exc.message}")
+
+
+def _seconds(value: float):  # noqa: ANN202
+    from datetime import timedelta
+
+    return timedelta(seconds=min(max(value, 0.0), 300.0))
+
+
+class LlmActivities:
+    def __init__(self, client: anthropic.AsyncAnthropic):
+        self._client = client
+
+    @activity.defn(name="call_llm")
+    async def call_llm(self, request: LlmRequest) -> LlmReply:
+        """One completion; the reply's content blocks are kept as the API returned them."""
+        kwargs: dict[str, Any] = dict(
+            model=request.model,
+            max_tokens=request.max_tokens,
+            messages=request.messages,
+            temperature=request.temperature,
+        )
+        if request.system:
+            kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = request.tools
+        try:
+            async with heartbeating():
+                response = await self._client.messages.create(**kwargs)
+        except anthropic.APIError as exc:
+            raise classify(exc) from None
+        content = [block.model_dump(exclude_none=True) for block in response.content or []]
+        if not content and response.stop_reason not in ("end_turn", "max_tokens", "stop_sequence"):
+            raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {response.stop_reason})")
+        usage = response.usage
+        log.info(
+            "llm %s: stop %s, %s in / %s out tokens",
+            response.model,
+            response.stop_reason,
+            usage.input_tokens if usage else "?",
+            usage.output_tokens if usage else "?",
+        )
+        return LlmReply(
+            model=response.model or request.model,
+            content=content,
+            stop_reason=response.stop_reason,
+            usage=Usage(
+                input_tokens=(usage.input_tokens or 0) if usage else 0,
+                output_tokens=(usage.output_tokens or 0) if usage else 0,
+            ),
+        )

@@ -1,0 +1,170 @@
+"""MCP sessions pooled per worker process, one long-lived session per configured server.
+
+Each session is owned by a dedicated task (the MCP client's cancel scopes must be entered and
+exited in one task); activities in any task call through it concurrently. A session that fails
+(server crashed, transport broken, request timed out) is retired, and the next call opens a new
+one, re-spawning a stdio server. Unlike `temporalio-mcp`, which keeps a connection only for
+servers speaking the 2026 protocol, this pool keeps sessions to published servers of every
+protocol version: a stdio server is not re-spawned per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import CallToolResult, Tool
+
+from activities.mcp_servers import McpServer
+
+log = logging.getLogger(__name__)
+
+
+class ServerUnavailable(Exception):
+    """The server could not be reached or its session broke; retrying may succeed."""
+
+
+class _Session:
+    """One server's session, entered and exited inside its owner task."""
+
+    def __init__(self, server: McpServer, read_timeout: float):
+        self.server = server
+        self._read_timeout = read_timeout
+        self._stop = asyncio.Event()
+        self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._own(), name=f"mcp-session-{server.name}")
+        self.tools: list[Tool] | None = None
+
+    def _transport(self) -> Any:
+        s = self.server
+        if s.transport == "stdio":
+            params = StdioServerParameters(command=s.command or "", args=s.args, env=s.env or None, cwd=s.cwd)
+            return stdio_client(params, errlog=sys.stderr)
+        http = create_mcp_http_client(headers=s.headers or None)
+        return _HttpTransport(s.url or "", http)
+
+    async def _own(self) -> None:
+        try:
+            async with Client(self._transport(), read_timeout_seconds=self._read_timeout) as client:
+                self._ready.set_result(client)
+                await self._stop.wait()
+        except BaseException as exc:  # noqa: BLE001 - the owner task must never leak an error
+            if not self._ready.done():
+                self._ready.set_exception(ServerUnavailable(f"cannot connect to MCP server {self.server.name}: {_reason(exc)}"))
+            else:
+                log.warning("MCP server %s session ended: %s", self.server.name, _reason(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
+    async def client(self) -> Client:
+        return await asyncio.shield(self._ready)
+
+    @property
+    def alive(self) -> bool:
+        return not self._task.done()
+
+    async def close(self) -> None:
+        self._stop.set()
+        try:
+            await asyncio.wait_for(self._task, 10)
+        except (TimeoutError, Exception):  # noqa: BLE001 - closing is best effort
+            self._task.cancel()
+
+
+class _HttpTransport:
+    """streamable HTTP with operator-set headers; the httpx client is closed with the session."""
+
+    def __init__(self, url: str, http: Any):
+        self._url, self._http = url, http
+        self._inner: Any = None
+
+    async def __aenter__(self) -> Any:
+        await self._http.__aenter__()
+        self._inner = streamable_http_client(self._url, http_client=self._http)
+        return await self._inner.__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._inner.__aexit__(*exc)
+        finally:
+            await self._http.__aexit__(None, None, None)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        return _reason(exc.exceptions[0])
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# Codes after which the session cannot be trusted: the server is gone or stuck.
+_BROKEN_SESSION_CODES = {-32000, -32001}  # CONNECTION_CLOSED, REQUEST_TIMEOUT
+
+
+class McpPool:
+    def __init__(self, servers: list[McpServer], read_timeout: float = 120.0):
+        self.servers = {s.name: s for s in servers}
+        self._read_timeout = read_timeout
+        self._sessions: dict[str, _Session] = {}
+        self._lock = asyncio.Lock()
+
+    async def _session(self, name: str) -> tuple[_Session, Client]:
+        async with self._lock:
+            session = self._sessions.get(name)
+            if session is None or not session.alive:
+                session = _Session(self.servers[name], self._read_timeout)
+                self._sessions[name] = session
+        try:
+            return session, await session.client()
+        except ServerUnavailable:
+            await self._retire(name, session)
+            raise
+
+    async def _retire(self, name: str, session: _Session) -> None:
+        async with self._lock:
+            if self._sessions.get(name) is session:
+                del self._sessions[name]
+        await session.close()
+
+    async def tools(self, name: str) -> list[Tool]:
+        """The server's tools, from `tools/list` (every page), cached per session."""
+        session, client = await self._session(name)
+        if session.tools is None:
+            try:
+                found: list[Tool] = []
+                cursor = None
+                while True:
+                    page = await client.list_tools(cursor=cursor)
+                    found.extend(page.tools)
+                    cursor = page.next_cursor
+                    if not cursor:
+                        break
+            except (MCPError, Exception) as exc:  # noqa: BLE001 - any failure here breaks the session
+                await self._retire(name, session)
+                raise ServerUnavailable(f"MCP server {name}: tools/list failed: {_reason(exc)}") from None
+            session.tools = found
+            log.info("MCP server %s offers %d tools", name, len(found))
+        return session.tools
+
+    async def call(self, name: str, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
+        session, client = await self._session(name)
+        try:
+            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+        except MCPError as exc:
+            if exc.code in _BROKEN_SESSION_CODES:
+                await self._retire(name, session)
+                raise ServerUnavailable(f"MCP server {name}: {exc.message}") from None
+            raise
+        except Exception as exc:  # noqa: BLE001 - transport failures surface as assorted types
+            await self._retire(name, session)
+            raise ServerUnavailable(f"MCP server {name}: {_reason(exc)}") from None
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+

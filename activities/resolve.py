@@ -1,0 +1,92 @@
+"""Resolve: graph state + node config + templates, the first step of every node."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis.asyncio as redis
+from temporalio import activity
+
+from activities.errors import NODE_CONFIG, fail
+from executor import keys
+from executor.config import Settings
+from executor.contract import AgentNode, ContractError, LlmNode, ToolNode, WorkItem, parse_node_config
+from executor.steps import ResolvedNode
+from executor.templates import Renderer, Variables
+
+log = logging.getLogger(__name__)
+
+
+def _node_entry(state: dict[str, Any], node_id: str) -> dict[str, Any] | None:
+    """`graph.nodes[node_id]`; the orchestrator stores nodes as a map, some tools as a list."""
+    graph = state.get("graph")
+    nodes = graph.get("nodes") if isinstance(graph, dict) else None
+    if isinstance(nodes, dict):
+        node = nodes.get(node_id)
+    elif isinstance(nodes, list):
+        node = next((n for n in nodes if isinstance(n, dict) and n.get("id") == node_id), None)
+    else:
+        return None
+    return node if isinstance(node, dict) else None
+
+
+def render(node: ToolNode | LlmNode | AgentNode, renderer: Renderer) -> ToolNode | LlmNode | AgentNode:
+    if isinstance(node, ToolNode):
+        node = node.model_copy(update={"tool_params": renderer.value(node.tool_params)})
+    elif isinstance(node, LlmNode):
+        llm = node.llm_config.model_copy(update={"prompt": renderer.text(node.prompt)})
+        node = node.model_copy(update={"llm_config": llm})
+    else:
+        node = node.model_copy(update={"task": renderer.text(node.task)})
+    renderer.check()
+    return node
+
+
+class ResolveActivities:
+    def __init__(self, redis_client: redis.Redis, settings: Settings):
+        self._redis = redis_client
+        self._settings = settings
+
+    async def _graph_state(self, graph_id: str, required: bool) -> dict[str, Any]:
+        key = keys.graph_state(graph_id)
+        raw = await self._redis.get(key)  # a Redis outage raises and is retried
+        if raw is None:
+            if required:
+                raise fail(NODE_CONFIG, f"graph state {key} not found")
+            return {}
+        try:
+            state = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise fail(NODE_CONFIG, f"graph state {key} is not JSON: {exc}") from None
+        if not isinstance(state, dict):
+            raise fail(NODE_CONFIG, f"graph state {key} is not a JSON object")
+        return state
+
+    @activity.defn(name="resolve_node")
+    async def resolve_node(self, item: WorkItem) -> ResolvedNode:
+        """Find the node's config, validate it and render its templates; fail clearly if not."""
+        state = await self._graph_state(item.graph_id, required=item.config is None)
+        type_hint = None
+        config = item.config
+        if config is None:
+            entry = _node_entry(state, item.node_id)
+            if entry is None:
+                raise fail(NODE_CONFIG, f"node {item.node_id!r} not found in graph {item.graph_id!r}")
+            config = entry.get("config") if entry.get("config") is not None else {}
+            type_hint = entry.get("executor_type")
+        inputs = {**(state.get("inputs") or {}), **item.inputs}
+        node_states = {**(state.get("node_states") or {}), **item.node_states}
+        try:
+            node = parse_node_config(config, type_hint)
+            node = render(node, Renderer(Variables(inputs, node_states), self._settings.template_missing))
+        except ContractError as exc:
+            raise fail(NODE_CONFIG, str(exc)) from None
+        model = None
+        if isinstance(node, (LlmNode, AgentNode)):
+            model = node.llm_config.model or self._settings.llm_model
+        if isinstance(node, AgentNode) and node.max_iterations is None:
+            node = node.model_copy(update={"max_iterations": self._settings.max_iterations})
+        log.info("resolved node %s/%s as %s", item.graph_id, item.node_id, node.mode)
+        return ResolvedNode(node=node, model=model)

@@ -1,0 +1,138 @@
+"""`dago-executor` (or `python -m executor`): worker, ingress, dev, submit.
+
+Configuration errors print one readable line and exit 2; nothing prints a traceback at a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from executor import logs
+from executor.config import Settings
+from executor.contract import ContractError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+
+
+def _run_service(kind: str, settings: Settings) -> int:
+    from executor.worker import stop_on_signals
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        if kind == "worker":
+            from executor.worker import run_worker
+
+            await run_worker(settings, stop)
+        else:
+            from ingress.service import run_ingress
+
+            await run_ingress(settings, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _load_item(text: str) -> dict[str, Any]:
+    """A work item from a file path, `-` (stdin) or inline JSON; ids filled in when absent."""
+    if text == "-":
+        raw = sys.stdin.read()
+    elif text.lstrip().startswith("{"):
+        raw = text
+    else:
+        raw = Path(text).read_text()
+    item = json.loads(raw)
+    if not isinstance(item, dict):
+        raise ContractError("submit: the work item must be a JSON object")
+    if "data" not in item or "config" in item:  # executor envelope (1a)
+        item.setdefault("graph_id", f"cli-{uuid.uuid4().hex[:8]}")
+        item.setdefault("node_id", "node")
+        item.setdefault("node_type", "executor")
+    return item
+
+
+def _ids(item: dict[str, Any]) -> tuple[str, str]:
+    data = item.get("data") if isinstance(item.get("data"), dict) else {}
+    return (item.get("graph_id") or data.get("graph_id") or item.get("execution_id"), item.get("node_id") or data.get("node_id"))
+
+
+async def submit(settings: Settings, item: dict[str, Any], stream: str, timeout: float) -> int:
+    from executor import redis_client
+
+    redis = redis_client.connect(settings)
+    graph_id, node_id = _ids(item)
+    result_streams = list(dict.fromkeys([settings.completed_stream, settings.failed_stream]))
+    try:
+        last = {s: (await redis.xrevrange(s, count=1) or [(b"0-0", None)])[0][0] for s in result_streams}
+        entry = await redis.xadd(stream, {"data": json.dumps(item)})
+        print(f"submitted {stream} {entry.decode()} (graph {graph_id}, node {node_id}); waiting for the result", file=sys.stderr)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            replies = await redis.xread(last, block=int(min(left, 1.0) * 1000) or 1)
+            for raw_stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    last[raw_stream.decode()] = entry_id
+                    event = json.loads(fields[b"data"])
+                    if event.get("graph_id") == graph_id and event.get("node_id") == node_id:
+                        print(json.dumps(event, indent=2, ensure_ascii=False))
+                        failed = event.get("type") == "node.failed" or "error" in (event.get("data") or {})
+                        return EXIT_FAILED if failed else 0
+        print(f"no result event within {timeout:.0f}s", file=sys.stderr)
+        return EXIT_TIMEOUT
+    finally:
+        await redis.aclose()
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dago-executor", description="Durable node executor for the DA Orchestrator")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("worker", help="run a worker: NodeWorkflow and its activities")
+    sub.add_parser("ingress", help="run the ingress: executor.work entries become workflows")
+    dev = sub.add_parser("dev", help="the whole dev stack: Temporal dev server, Redis, worker, ingress")
+    dev.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"), help="where state survives restarts")
+    dev.add_argument("--temporal-port", type=int, default=7233)
+    dev.add_argument("--ui-port", type=int, default=8233)
+    dev.add_argument("--redis-port", type=int, default=6379)
+    dev.add_argument("--workers", type=int, default=1, help="worker processes to run")
+    dev.add_argument("--scripted-llm", action="store_true", help="answer LLM calls offline with the scripted server (echo models)")
+    s = sub.add_parser("submit", help="put a work item on the stream and wait for its result event")
+    s.add_argument("item", help="a JSON file, - for stdin, or inline JSON")
+    s.add_argument("--stream", default=None, help="work stream (default: the first of WORK_STREAMS)")
+    s.add_argument("--timeout", type=float, default=120.0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        logs.setup(settings.log_level, args.command)
+        if args.command in ("worker", "ingress"):
+            return _run_service(args.command, settings)
+        if args.command == "dev":
+            from executor.dev import run_dev
+
+            return run_dev(args, settings)
+        item = _load_item(args.item)
+        return asyncio.run(submit(settings, item, args.stream or settings.work_streams[0], args.timeout))
+    except ContractError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Configuration, read once from the environment, validated, then passed down.
+
+The variable names are the Go worker's (CONTRACT 5) plus Temporal's usual ones. Secrets
+(`LLM_API_KEY`, `REDIS_PASS`) are `SecretStr`: they print as `**********` and never travel
+into workflow inputs or history.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+
+from executor.contract import ContractError, readable
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Settings(BaseModel):
+    worker_id: str = "executor-1"
+
+    redis_addr: str = "localhost:6379"
+    redis_pass: SecretStr = SecretStr("")
+    redis_db: int = Field(default=0, ge=0)
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "dago-node-executor"
+
+    llm_provider: Literal["anthropic"] = "anthropic"
+    llm_api_key: SecretStr = SecretStr("")
+    llm_model: str = "claude-sonnet-4-20250514"
+    llm_base_url: str | None = None
+    llm_timeout: float = Field(default=600.0, gt=0)
+
+    mcp_servers: str = ""
+    mcp_config: str | None = None
+    tool_timeout: float = Field(default=120.0, gt=0)
+
+    max_iterations: int = Field(default=10, ge=1, le=10_000)
+    log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"
+    health_port: int = 8081
+
+    work_streams: list[str] = Field(
+        default_factory=lambda: ["executor.work", "dago:events:executor.work"]
+    )
+    consumer_group: str = "executor-workers"
+    completed_stream: str = "dago:events:node.completed"
+    failed_stream: str = "dago:events:node.failed"
+    dead_letter_stream: str = "executor.work.dead"
+    report_failures_on_completed: bool = False
+    template_missing: Literal["fail", "keep"] = "fail"
+    max_entry_bytes: int = Field(default=1_048_576, ge=1024)
+    ingress_batch: int = Field(default=32, ge=1, le=1000)
+    ingress_block_ms: int = Field(default=2000, ge=10)
+    state_ttl_seconds: int = Field(default=86_400, ge=1)
+    emitted_marker_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
+
+    @field_validator("work_streams", mode="before")
+    @classmethod
+    def _streams(cls, value: object) -> object:
+        return _split(value) if isinstance(value, str) else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    def result_stream(self, status: str) -> str:
+        """Where a result goes; failures too go to `completed` for unmodified orchestrators."""
+        if status == "completed" or self.report_failures_on_completed:
+            return self.completed_stream
+        return self.failed_stream
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        host, _, port = self.redis_addr.rpartition(":")
+        return (host or "localhost"), int(port or 6379)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every field reads the upper-case variable of the same name; unset means default."""
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[name.upper()]
+            for name in cls.model_fields
+            if env.get(name.upper(), "") != ""
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ContractError(readable(exc, "configuration")) from None

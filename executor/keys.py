@@ -1,0 +1,11 @@
+"""Every Redis key this service reads or writes besides the configured streams."""
+
+
+def graph_state(graph_id: str) -> str:
+    """The orchestrator's graph state (CONTRACT 3), JSON with a 24 h TTL."""
+    return f"dago:state:{graph_id}"
+
+
+def emitted_marker(workflow_id: str) -> str:
+    """Set in the same transaction as the result event's XADD: the event exists exactly once."""
+    return f"executor:emitted:{workflow_id}"

@@ -1,0 +1,200 @@
+"""A scripted Messages-API server on loopback, for tests, benchmarks and the offline dev stack.
+
+The real `anthropic` client talks to it over HTTP (`base_url`). Each model name has its own
+script, so concurrent tests never share answers: a script is a list of steps consumed in order,
+each a reply (text or tool_use blocks), an HTTP error (status, headers) or a malformed body,
+optionally held for some seconds first. Every request is recorded with its headers and body.
+A model with no script answers with `echo: <last user text>` (`echo*` models) or a clear 400.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Step:
+    status: int = 200
+    body: Any = None  # dict → JSON; str → raw text (malformed on purpose)
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: float = 0.0  # seconds to wait before answering
+
+
+_ids = itertools.count(1)
+
+
+def message(content: list[dict[str, Any]], stop_reason: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
+    return {
+        "id": f"msg_{next(_ids):06d}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
+
+
+def text(reply: str, *, usage: tuple[int, int] = (10, 5), stop_reason: str = "end_turn", hold: float = 0.0) -> Step:
+    return Step(body={"content": [{"type": "text", "text": reply}], "stop_reason": stop_reason, "usage": usage}, hold=hold)
+
+
+def tool_use(*calls: tuple[str, dict[str, Any]], say: str | None = None, usage: tuple[int, int] = (10, 5), hold: float = 0.0) -> Step:
+    """An assistant turn asking for one or more tool calls, optionally with some text first."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": say}] if say else []
+    for name, arguments in calls:
+        content.append({"type": "tool_use", "id": f"toolu_{next(_ids):06d}", "name": name, "input": arguments})
+    return Step(body={"content": content, "stop_reason": "tool_use", "usage": usage}, hold=hold)
+
+
+def error(status: int, msg: str = "scripted error", *, headers: dict[str, str] | None = None, hold: float = 0.0) -> Step:
+    kind = {
+        400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+        404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error",
+    }.get(status, "api_error")
+    return Step(status=status, body={"type": "error", "error": {"type": kind, "message": msg}}, headers=headers or {}, hold=hold)
+
+
+def malformed(raw: str = "this is not json") -> Step:
+    return Step(status=200, body=raw)
+
+
+@dataclass
+class Recorded:
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class ScriptedLLM:
+    """`with ScriptedLLM() as llm:` serves on `llm.base_url` until the block ends."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self._lock = threading.Lock()
+        self._scripts: dict[str, list[Step]] = defaultdict(list)
+        self._requests: dict[str, list[Recorded]] = defaultdict(list)
+        self._responders: dict[str, Callable[[dict[str, Any]], Step]] = {}
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> ScriptedLLM:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ScriptedLLM:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def script(self, model: str, *steps: Step) -> None:
+        with self._lock:
+            self._scripts[model].extend(steps)
+
+    def respond(self, model_prefix: str, responder: Callable[[dict[str, Any]], Step]) -> None:
+        """Answer every request for models starting with `model_prefix` by a function."""
+        with self._lock:
+            self._responders[model_prefix] = responder
+
+    def requests(self, model: str) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests[model])
+
+    def calls(self, model: str) -> int:
+        return len(self.requests(model))
+
+    def remaining(self, model: str) -> int:
+        with self._lock:
+            return len(self._scripts[model])
+
+    def _next_step(self, body: dict[str, Any]) -> Step:
+        model = str(body.get("model"))
+        with self._lock:
+            if self._scripts[model]:
+                return self._scripts[model].pop(0)
+            responder = next((f for p, f in self._responders.items() if model.startswith(p)), None)
+        if responder is not None:
+            return responder(body)
+        if model.startswith("echo"):
+            return text(f"echo: {last_user_text(body)}")
+        return error(400, f"scripted LLM: no script left for model {model!r}")
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length)
+                if not self.path.rstrip("/").endswith("/v1/messages"):
+                    return self._send(Step(status=404, body={"type": "error", "error": {"type": "not_found_error", "message": self.path}}))
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    return self._send(error(400, "request body is not JSON"))
+                with server._lock:
+                    server._requests[str(body.get("model"))].append(
+                        Recorded(headers={k.lower(): v for k, v in self.headers.items()}, body=body)
+                    )
+                step = server._next_step(body)
+                if step.hold:
+                    time.sleep(step.hold)
+                if step.status == 200 and isinstance(step.body, dict) and "type" not in step.body:
+                    step = Step(
+                        status=200,
+                        body=message(step.body["content"], step.body["stop_reason"], str(body.get("model")), step.body["usage"]),
+                        headers=step.headers,
+                    )
+                self._send(step)
+
+            def _send(self, step: Step) -> None:
+                payload = step.body if isinstance(step.body, str) else json.dumps(step.body)
+                data = payload.encode()
+                try:
+                    self.send_response(step.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for key, value in step.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a killed worker): nothing to answer
+
+        return Handler
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+        if texts:
+            return "".join(texts)
+    return ""

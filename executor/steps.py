@@ -1,0 +1,107 @@
+"""Inputs and outputs of the workflow's steps (activities): typed, readable in the Temporal UI.
+
+These never carry secrets: the API key, MCP commands, URLs and headers stay on the worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from executor.contract import NodeConfig, WorkItem
+
+
+class ResolvedNode(BaseModel):
+    """A node ready to run: config validated, templates rendered, worker defaults filled in."""
+
+    node: NodeConfig
+    model: str | None = None  # llm and agent modes: the model actually used
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+        )
+
+
+class LlmRequest(BaseModel):
+    """One Messages API call. `tools` are tool definitions in the API's own shape."""
+
+    model: str
+    messages: list[dict[str, Any]]
+    system: str | None = None
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    temperature: float = 0.7
+    max_tokens: int = 4096
+
+
+class LlmReply(BaseModel):
+    """The assistant turn as the API returned it (content blocks kept verbatim)."""
+
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+
+    @property
+    def text(self) -> str:
+        return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_uses(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+
+class ToolCall(BaseModel):
+    tool: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolResult(BaseModel):
+    """A tool's answer. `is_error` is the tool's own error result: data, not an exception."""
+
+    tool: str
+    server: str
+    is_error: bool = False
+    output: Any = None
+
+    @property
+    def error_message(self) -> str:
+        if isinstance(self.output, str):
+            return self.output
+        return str(self.output)
+
+
+class ToolSpec(BaseModel):
+    """A tool definition as the model sees it (name, description, JSON schema)."""
+
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    server: str
+
+
+class EmitReceipt(BaseModel):
+    stream: str
+    event_id: str
+    entry_id: str | None = None  # the stream entry written; None when this was a duplicate
+    duplicate: bool = False  # True: an earlier attempt already emitted; nothing new was written
+
+
+__all__ = [
+    "EmitReceipt",
+    "LlmReply",
+    "LlmRequest",
+    "ResolvedNode",
+    "ToolCall",
+    "ToolResult",
+    "ToolSpec",
+    "Usage",
+    "WorkItem",
+]

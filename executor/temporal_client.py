@@ -1,0 +1,30 @@
+"""The Temporal client, built in one place for the worker, the ingress and the CLI.
+
+Connection settings come the way every Temporal tool takes them: an environment-configuration
+profile (`TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`) and the standard variables
+(`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), with our
+settings as the fallback. Payloads use the pydantic converter so our models cross as JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+from executor.config import Settings
+
+
+def connect_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
+    options.setdefault("target_host", settings.temporal_address)
+    options.setdefault("namespace", settings.temporal_namespace)
+    return options
+
+
+async def connect(settings: Settings, **extra: Any) -> Client:
+    return await Client.connect(
+        **connect_options(settings), data_converter=pydantic_data_converter, **extra
+    )

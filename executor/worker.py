@@ -1,0 +1,72 @@
+"""The worker process: hosts NodeWorkflow and every activity; any number share a task queue.
+
+Clients are built once here and injected into the activity classes. SIGTERM and Ctrl-C stop
+polling, let in-flight activities finish within the grace period, then close the clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.emit import EmitActivities
+from activities.llm import LlmActivities, build_client
+from activities.mcp_pool import McpPool
+from activities.mcp_servers import configured_servers
+from activities.resolve import ResolveActivities
+from activities.tools import ToolActivities
+from executor import redis_client, temporal_client
+from executor.config import Settings
+from workflows.node import NodeWorkflow
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
+    client = client or await temporal_client.connect(settings)
+    redis = redis_client.connect(settings)
+    llm = build_client(settings)
+    pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
+    resolve = ResolveActivities(redis, settings)
+    llm_activities = LlmActivities(llm)
+    tools = ToolActivities(pool, timeout=settings.tool_timeout)
+    emit = EmitActivities(redis, settings)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[NodeWorkflow],
+        activities=[resolve.resolve_node, llm_activities.call_llm, tools.call_tool, tools.describe_tools, emit.emit_result],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        identity=f"{settings.worker_id}@{socket.gethostname()}",
+    )
+    log.info(
+        "worker %s polling %s on %s (namespace %s); MCP servers: %s",
+        settings.worker_id,
+        settings.temporal_task_queue,
+        settings.temporal_address,
+        settings.temporal_namespace,
+        ", ".join(pool.servers) or "none",
+    )
+    try:
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: draining in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
+    finally:
+        await pool.close()
+        await llm.close()
+        await redis.aclose()
+    log.info("worker stopped")

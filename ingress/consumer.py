@@ -1,0 +1,208 @@
+"""Ingress: each `executor.work` entry becomes one NodeWorkflow, exactly once.
+
+One loop, read top to bottom: read a batch (own pending entries first, then new ones), start a
+workflow per entry with an id derived from the work item, acknowledge what was started. Reading is
+at-least-once; the start is idempotent (USE_EXISTING while running, REJECT_DUPLICATE once closed),
+so a redelivered entry never runs twice. An entry that cannot become a work item is dead-lettered,
+reported as `node.failed` when its ids are known, and acked in one transaction: never a poison
+loop, never a silent drop. What could not be started stays pending and is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import redis.asyncio as redis
+from redis.exceptions import ResponseError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from executor.config import Settings
+from executor.contract import MalformedEntry, ResultEvent, WorkItem, parse_work_entry
+from workflows.node import NodeWorkflow
+
+log = logging.getLogger(__name__)
+
+# A start refused for these reasons will be refused again: dead-letter instead of retrying.
+_PERMANENT_START_ERRORS = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION}
+
+
+class _Verdict(enum.Enum):
+    ACK = "ack"  # started (or a duplicate): acknowledge
+    DONE = "done"  # dead-lettered: already acknowledged in that transaction
+    RETRY = "retry"  # not started: leave pending, try again
+
+
+class _Backoff:
+    def __init__(self, first: float = 0.2, limit: float = 10.0):
+        self._first, self._limit = first, limit
+        self.delay = first
+
+    def reset(self) -> None:
+        self.delay = self._first
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), self.delay)
+        except TimeoutError:
+            pass
+        self.delay = min(self.delay * 2, self._limit)
+
+
+class StartRefused(Exception):
+    """Temporal refused the start for good (the entry is dead-lettered)."""
+
+
+class Ingress:
+    def __init__(self, redis_client: redis.Redis, temporal: Client, settings: Settings):
+        self._redis = redis_client
+        self._temporal = temporal
+        self._settings = settings
+        self._group = settings.consumer_group
+        self._consumer = settings.worker_id
+        self.started = 0
+        self.duplicates = 0
+        self.dead_lettered = 0
+
+    async def ensure_groups(self) -> None:
+        for stream in self._settings.work_streams:
+            try:
+                await self._redis.xgroup_create(stream, self._group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; transient Redis or Temporal errors back off and retry."""
+        log.info("ingress %s reading %s", self._consumer, ", ".join(self._settings.work_streams))
+        backoff = _Backoff()
+        groups_ready = False
+        check_pending = True  # first our own pending entries (a previous life's unacked reads)
+        while not stop.is_set():
+            try:
+                if not groups_ready:
+                    await self.ensure_groups()
+                    groups_ready = True
+                read, left = await self.read_once(pending=check_pending)
+            except (OSError, redis.RedisError, RPCError) as exc:
+                log.warning("ingress: %s; retrying in %.1fs", exc, backoff.delay)
+                groups_ready = groups_ready and "NOGROUP" not in str(exc)
+                check_pending = True
+                await backoff.wait(stop)
+                continue
+            if left:  # some starts failed (Temporal unreachable?): retry them after a pause
+                check_pending = True
+                await backoff.wait(stop)
+            else:
+                backoff.reset()
+                # A full pending batch may hide more behind it; an empty one means drained.
+                check_pending = check_pending and read > 0
+
+    async def read_once(self, *, pending: bool) -> tuple[int, int]:
+        """Read one batch and handle it; returns (entries read, entries left pending)."""
+        replies = await self._redis.xreadgroup(
+            self._group,
+            self._consumer,
+            {stream: "0" if pending else ">" for stream in self._settings.work_streams},
+            count=self._settings.ingress_batch,
+            block=None if pending else self._settings.ingress_block_ms,
+        )
+        read = left = 0
+        for raw_stream, entries in replies or []:
+            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
+            verdicts = await asyncio.gather(*(self.handle(stream, eid, fields) for eid, fields in entries))
+            to_ack = [eid for (eid, _), verdict in zip(entries, verdicts) if verdict is _Verdict.ACK]
+            if to_ack:
+                await self._redis.xack(stream, self._group, *to_ack)
+            read += len(entries)
+            left += sum(verdict is _Verdict.RETRY for verdict in verdicts)
+        return read, left
+
+    async def handle(self, stream: str, raw_id: bytes | str, fields: dict | None) -> _Verdict:
+        """Start the entry's workflow, or dead-letter it; say what to do with the entry."""
+        entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        if fields is None:  # a pending entry trimmed from the stream: nothing left to run
+            log.warning("pending entry %s %s no longer exists; acknowledging it", stream, entry_id)
+            return _Verdict.ACK
+        try:
+            item = parse_work_entry(
+                fields, stream=stream, entry_id=entry_id, max_bytes=self._settings.max_entry_bytes
+            )
+        except MalformedEntry as bad:
+            await self.dead_letter(stream, entry_id, fields, bad.reason, bad.graph_id, bad.node_id)
+            return _Verdict.DONE
+        try:
+            await self.start(item)
+        except StartRefused as refused:
+            await self.dead_letter(stream, entry_id, fields, str(refused), item.graph_id, item.node_id)
+            return _Verdict.DONE
+        except RPCError as exc:
+            log.warning("could not start %s (%s); it stays pending", item.workflow_id, exc)
+            return _Verdict.RETRY
+        return _Verdict.ACK
+
+    async def start(self, item: WorkItem) -> None:
+        try:
+            await self._temporal.start_workflow(
+                NodeWorkflow.run,
+                item,
+                id=item.workflow_id,
+                task_queue=self._settings.temporal_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"graph {item.graph_id} · node {item.node_id}",
+                static_details=f"from {item.stream} entry {item.entry_id} ({item.envelope} envelope)",
+            )
+            self.started += 1
+            log.info("started %s", item.workflow_id)
+        except WorkflowAlreadyStartedError:
+            self.duplicates += 1
+            log.info("duplicate of finished %s ignored", item.workflow_id)
+        except RPCError as exc:
+            if exc.status in _PERMANENT_START_ERRORS:
+                raise StartRefused(f"workflow start refused: {exc.message}") from exc
+            raise
+
+    async def dead_letter(
+        self,
+        stream: str,
+        entry_id: str,
+        fields: dict,
+        reason: str,
+        graph_id: str | None,
+        node_id: str | None,
+    ) -> None:
+        """Dead-letter entry, `node.failed` (ids permitting) and XACK in one transaction."""
+        now = datetime.now(UTC)
+        record = {
+            "stream": stream,
+            "entry_id": entry_id,
+            "reason": reason,
+            "consumer": self._consumer,
+            "at": now.isoformat(),
+            **{(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()},
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self._settings.dead_letter_stream, record)
+            if graph_id and node_id:
+                event = ResultEvent.failure(
+                    graph_id=graph_id,
+                    node_id=node_id,
+                    error=f"malformed work item: {reason}",
+                    event_id=str(uuid.uuid4()),
+                    at=now,
+                    failures_as_completed=self._settings.report_failures_on_completed,
+                    source_stream=stream,
+                    source_entry_id=entry_id,
+                )
+                pipe.xadd(self._settings.result_stream("failed"), {"data": event.model_dump_json()})
+            pipe.xack(stream, self._group, entry_id)
+            await pipe.execute()
+        self.dead_lettered += 1
+        log.warning("dead-lettered %s %s: %s", stream, entry_id, reason)
