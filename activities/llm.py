@@ -80,7 +80,8 @@ class LlmActivities:
             model=request.model,
             max_tokens=request.max_tokens,
             messages=request.messages,
-            temperature=request.temperature,
+            # This SDK generation has no `temperature` argument; the API still takes the field.
+            extra_body={"temperature": request.temperature},
         )
         if request.system:
             kwargs["system"] = request.system

@@ -1,5 +1,3 @@
-import sys
+from executor.cli import exit_now, main
 
-from executor.cli import main
-
-sys.exit(main())
+exit_now(main())

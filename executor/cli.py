@@ -134,5 +134,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter finalisation: temporalio's native threads can abort a finalising
+    interpreter (sdk-python#300) and turn a clean run into exit code 134."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
+
+
+def run() -> None:
+    """Console-script entry point."""
+    exit_now(main())

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from executor.scripted_llm import ScriptedLLM  # noqa: E402
+from tests.support.stack import Stack, run_stack  # noqa: E402
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[ScriptedLLM]:
+    with ScriptedLLM() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[Stack]:
+    """One real stack shared by the pipeline tests; each test uses its own graph ids."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with open(ARTIFACTS / "stack.log", "w") as log:
+        yield from run_stack(tmp_path_factory.mktemp("stack"), log, llm)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config._executor_exitstatus = exitstatus  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave with pytest's own exit code: temporalio's native threads can abort a finalising
+    interpreter (sdk-python#300), which would turn a green run into exit code 134."""
+    status = getattr(config, "_executor_exitstatus", None)
+    if status is not None and os.environ.get("EXECUTOR_TESTS_HARD_EXIT", "1") == "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(status))

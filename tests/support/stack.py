@@ -1,0 +1,193 @@
+"""A real stack for tests: Temporal dev server, redis-server, scripted LLM, MCP servers of ours,
+and the worker and ingress as real processes (so a test can SIGKILL and restart them)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+from executor.devstack import Proc, free_port, start_redis, start_temporal, wait_for_port
+from executor.scripted_llm import ScriptedLLM
+
+ROOT = Path(__file__).resolve().parents[2]
+MCP_SERVER = ROOT / "tests" / "support" / "mcp_server.py"
+COMPLETED = "dago:events:node.completed"
+FAILED = "dago:events:node.failed"
+DEAD = "executor.work.dead"
+WORK = "executor.work"
+ORCHESTRATOR_WORK = "dago:events:executor.work"
+API_KEY = "sk-test-" + uuid.uuid4().hex
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    log: IO[str]
+    llm: ScriptedLLM
+    temporal_port: int = field(default_factory=free_port)
+    redis_port: int = field(default_factory=free_port)
+    mcp_http_port: int = field(default_factory=free_port)
+    task_queue: str = field(default_factory=lambda: f"tests-{uuid.uuid4().hex[:6]}")
+    procs: dict[str, Proc] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    # -- processes -------------------------------------------------------------------------
+    def start_infra(self, *, temporal_db: bool = False) -> None:
+        self.procs["temporal"] = start_temporal(
+            self.tmp / "temporal" if temporal_db else None,
+            port=self.temporal_port, ui_port=free_port(), sink=self.log, headless=True,
+        )
+        self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log)
+        self.procs["mcp-http"] = Proc(
+            "mcp-http",
+            [sys.executable, str(MCP_SERVER), "--http", "--port", str(self.mcp_http_port)],
+            env=self.env(), sink=self.log,
+        )
+        wait_for_port(self.mcp_http_port, proc=self.procs["mcp-http"])
+
+    def mcp_config(self) -> Path:
+        """The desktop clients' format; the stdio server gets its env from here, not from us."""
+        path = self.tmp / "mcp.json"
+        if not path.exists():
+            config = {"mcpServers": {"stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": {"MCP_CALL_LOG": str(self.mcp_log)}}}}
+            path.write_text(json.dumps(config))
+        return path
+
+    @property
+    def mcp_log(self) -> Path:
+        return self.tmp / "mcp-calls.jsonl"
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.temporal_port}",
+            "TEMPORAL_TASK_QUEUE": self.task_queue,
+            "REDIS_ADDR": f"127.0.0.1:{self.redis_port}",
+            "LLM_BASE_URL": self.llm.base_url,
+            "LLM_API_KEY": API_KEY,
+            "LLM_MODEL": "echo-default",
+            "MCP_SERVERS": f"http=http://127.0.0.1:{self.mcp_http_port}/mcp",
+            "MCP_CONFIG": str(self.mcp_config()),
+            "MCP_CALL_LOG": str(self.mcp_log),
+            "LOG_LEVEL": "info",
+            "INGRESS_BLOCK_MS": "200",
+            **self.extra_env,
+            **overrides,
+        }
+
+    def start_service(self, kind: str, name: str | None = None, **env: str) -> Proc:
+        name = name or kind
+        proc = Proc(name, [sys.executable, "-m", "executor", kind], env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
+        self.procs[name] = proc
+        return proc
+
+    def restart(self, name: str, *, kill: bool = True) -> Proc:
+        old = self.procs[name]
+        old.kill() if kill else old.stop()
+        kind = "worker" if name.startswith("worker") else "ingress"
+        return self.start_service(kind, name)
+
+    def stop_all(self) -> None:
+        for name in ("ingress", *[n for n in self.procs if n.startswith("worker")], "mcp-http", "redis", "temporal"):
+            if name in self.procs:
+                self.procs.pop(name).stop()
+        for proc in list(self.procs.values()):
+            proc.stop()
+
+    # -- Redis ------------------------------------------------------------------------------
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis(port=self.redis_port, decode_responses=True)
+
+    def submit(self, doc: Any, stream: str = WORK) -> str:
+        data = doc if isinstance(doc, (str, bytes)) else json.dumps(doc)
+        return self.redis.xadd(stream, {"data": data})
+
+    def submit_node(self, config: dict[str, Any], *, graph_id: str | None = None, node_id: str = "n1", **extra: Any) -> tuple[str, str]:
+        graph_id = graph_id or f"g-{uuid.uuid4().hex[:10]}"
+        self.submit({"graph_id": graph_id, "node_id": node_id, "node_type": "executor", "config": config, **extra})
+        return graph_id, node_id
+
+    def events(self, graph_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for stream in (COMPLETED, FAILED):
+            for _, fields in self.redis.xrange(stream):
+                event = json.loads(fields["data"])
+                if event.get("graph_id") == graph_id and (node_id is None or event.get("node_id") == node_id):
+                    found.append(event)
+        return found
+
+    def wait_event(self, graph_id: str, node_id: str = "n1", timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events(graph_id, node_id)
+            if events:
+                return events[0]
+            time.sleep(0.05)
+        raise AssertionError(f"no result event for {graph_id}/{node_id} within {timeout}s")
+
+    def settle(self, graph_id: str, node_id: str = "n1", seconds: float = 1.0) -> list[dict[str, Any]]:
+        """Wait for the first event, then a little more, and return all events (doubles show up)."""
+        self.wait_event(graph_id, node_id)
+        time.sleep(seconds)
+        return self.events(graph_id, node_id)
+
+    def pending(self, stream: str = WORK, group: str = "executor-workers") -> int:
+        try:
+            return self.redis.xpending(stream, group)["pending"]
+        except redis.ResponseError:
+            return 0
+
+    def dead_letters(self) -> list[dict[str, str]]:
+        return [fields for _, fields in self.redis.xrange(DEAD)]
+
+    def mcp_calls(self, tool: str | None = None) -> list[dict[str, Any]]:
+        if not self.mcp_log.exists():
+            return []
+        calls = [json.loads(line) for line in self.mcp_log.read_text().splitlines() if line.strip()]
+        return [c for c in calls if tool is None or c["tool"] == tool]
+
+    # -- Temporal ---------------------------------------------------------------------------
+    def temporal(self, coro_fn: Any) -> Any:
+        """Run `coro_fn(client)` with a fresh Temporal client (sync tests stay sync)."""
+
+        async def run() -> Any:
+            from executor.config import Settings
+            from executor.temporal_client import connect
+
+            client = await connect(Settings(temporal_address=f"127.0.0.1:{self.temporal_port}"))
+            return await coro_fn(client)
+
+        return asyncio.run(run())
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"{message} not met within {timeout}s")
+
+
+def run_stack(tmp: Path, log: IO[str], llm: ScriptedLLM, *, temporal_db: bool = False, **extra_env: str) -> Iterator[Stack]:
+    stack = Stack(tmp=tmp, log=log, llm=llm, extra_env=extra_env)
+    try:
+        stack.start_infra(temporal_db=temporal_db)
+        stack.start_service("worker")
+        stack.start_service("ingress")
+        yield stack
+    finally:
+        stack.stop_all()
