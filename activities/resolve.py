@@ -13,7 +13,7 @@ from activities.errors import NODE_CONFIG, fail
 from executor import keys
 from executor.config import Settings
 from executor.contract import AgentNode, ContractError, LlmNode, ToolNode, WorkItem, parse_node_config
-from executor.steps import ResolvedNode
+from executor.steps import ResolvedNode, StepTimeouts
 from executor.templates import Renderer, Variables
 
 log = logging.getLogger(__name__)
@@ -89,4 +89,15 @@ class ResolveActivities:
         if isinstance(node, AgentNode) and node.max_iterations is None:
             node = node.model_copy(update={"max_iterations": self._settings.max_iterations})
         log.info("resolved node %s/%s as %s", item.graph_id, item.node_id, node.mode)
-        return ResolvedNode(node=node, model=model)
+        return ResolvedNode(node=node, model=model, timeouts=self.timeouts())
+
+    def timeouts(self) -> StepTimeouts:
+        s = self._settings
+        return StepTimeouts(
+            heartbeat_seconds=s.activity_heartbeat_timeout,
+            llm_seconds=s.llm_timeout + 30,
+            llm_attempts=s.llm_max_attempts,
+            tool_seconds=s.tool_timeout + 30,
+            tool_attempts=s.tool_max_attempts,
+            continue_as_new_events=s.continue_as_new_events,
+        )

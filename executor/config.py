@@ -37,9 +37,14 @@ class Settings(BaseModel):
     llm_base_url: str | None = None
     llm_timeout: float = Field(default=600.0, gt=0)
 
+    llm_max_attempts: int = Field(default=8, ge=1, le=100)
+    activity_heartbeat_timeout: float = Field(default=20.0, ge=1)
+    continue_as_new_events: int = Field(default=5000, ge=50, le=50_000)
+
     mcp_servers: str = ""
     mcp_config: str | None = None
     tool_timeout: float = Field(default=120.0, gt=0)
+    tool_max_attempts: int = Field(default=5, ge=1, le=100)
 
     max_iterations: int = Field(default=10, ge=1, le=10_000)
     log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"

@@ -5,6 +5,7 @@ These never carry secrets: the API key, MCP commands, URLs and headers stay on t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -12,11 +13,23 @@ from pydantic import BaseModel, Field
 from executor.contract import NodeConfig, WorkItem
 
 
+class StepTimeouts(BaseModel):
+    """Operator-tunable step limits, read from the worker's settings by the resolve step."""
+
+    heartbeat_seconds: float = 20.0
+    llm_seconds: float = 600.0
+    llm_attempts: int = 8
+    tool_seconds: float = 150.0
+    tool_attempts: int = 5
+    continue_as_new_events: int = 5000  # also when Temporal suggests it, whichever comes first
+
+
 class ResolvedNode(BaseModel):
     """A node ready to run: config validated, templates rendered, worker defaults filled in."""
 
     node: NodeConfig
     model: str | None = None  # llm and agent modes: the model actually used
+    timeouts: StepTimeouts = Field(default_factory=StepTimeouts)
 
 
 class Usage(BaseModel):
@@ -95,6 +108,7 @@ class EmitReceipt(BaseModel):
 
 
 __all__ = [
+    "StepTimeouts",
     "EmitReceipt",
     "LlmReply",
     "LlmRequest",
@@ -105,3 +119,43 @@ __all__ = [
     "Usage",
     "WorkItem",
 ]
+
+
+class ToolCallRecord(BaseModel):
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    is_error: bool = False
+
+
+class AgentCarry(BaseModel):
+    """Everything the agent loop needs to go on in a new run after continue-as-new."""
+
+    resolved: ResolvedNode
+    tool_definitions: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    iteration: int = 0
+    tool_calls: list[ToolCallRecord] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    started_at: datetime | None = None  # the first run's start, for the event's duration
+    runs: int = 1
+
+
+class PendingApproval(BaseModel):
+    call_id: str
+    tool: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    iteration: int
+
+
+class ApprovalDecision(BaseModel):
+    call_id: str
+    approve: bool
+    reason: str | None = None
+    by: str | None = None
+
+
+class NodeInput(BaseModel):
+    """NodeWorkflow's one argument: the work item, plus the agent's state after continue-as-new."""
+
+    item: WorkItem
+    carry: AgentCarry | None = None

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from executor.config import Settings
 from executor.contract import MalformedEntry, ResultEvent, WorkItem, parse_work_entry
+from executor.steps import NodeInput
 from workflows.node import NodeWorkflow
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ class Ingress:
         try:
             await self._temporal.start_workflow(
                 NodeWorkflow.run,
-                item,
+                NodeInput(item=item),
                 id=item.workflow_id,
                 task_queue=self._settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -1,8 +1,9 @@
 """NodeWorkflow: one executor node, from work item to exactly one result event.
 
 resolve → the mode's steps (llm: one call; tool: one call; agent: the loop) → emit. Emit runs
-last on every outcome: success, failure, and cancellation. Deterministic code only: every I/O is
-an activity, time and ids come from the workflow API.
+last on every outcome: success, failure and cancellation. A long agent loop continues as new
+with its transcript and counters; only the last run emits. Deterministic code only: every I/O
+is an activity, time and ids come from the workflow API.
 """
 
 from __future__ import annotations
@@ -17,8 +18,20 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NODE_CONFIG
     from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, WorkItem
-    from executor.steps import EmitReceipt, LlmReply, LlmRequest, ResolvedNode, ToolCall, ToolResult
+    from executor.steps import (
+        AgentCarry,
+        ApprovalDecision,
+        EmitReceipt,
+        LlmReply,
+        LlmRequest,
+        NodeInput,
+        ResolvedNode,
+        ToolCall,
+        ToolResult,
+        ToolSpec,
+    )
     from workflows import policies
+    from workflows.agent import AgentFailure, AgentLoop, ContinueAsNew
 
 
 class NodeFailure(Exception):
@@ -29,11 +42,10 @@ def describe(err: ActivityError, step: str) -> str:
     """A readable reason from an activity failure: the cause's own message, with the step."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
-        if cause.type == NODE_CONFIG:
-            return cause.message
-        return f"{step}: {cause.message}"
+        return cause.message if cause.type == NODE_CONFIG else f"{step}: {cause.message}"
     if isinstance(cause, TimeoutError):
-        return f"{step}: timed out ({cause.type.name.lower().replace('_', '-') if cause.type else 'timeout'})"
+        kind = cause.type.name.lower().replace("_", "-") if cause.type else "timeout"
+        return f"{step}: timed out ({kind})"
     if isinstance(cause, CancelledError):
         return f"{step}: cancelled"
     return f"{step}: {cause or err}"
@@ -43,28 +55,55 @@ def describe(err: ActivityError, step: str) -> str:
 class NodeWorkflow:
     def __init__(self) -> None:
         self._status = "resolving"
+        self._step = "resolve"  # the step a failure is reported against
         self._mode: str | None = None
         self._model: str | None = None
-        self._step = "resolve"  # the step a failure is reported against
+        self._item: WorkItem | None = None
+        self._agent: AgentLoop | None = None
 
+    # -- inspection -------------------------------------------------------------------------
     @workflow.query
     def progress(self) -> dict[str, Any]:
-        return {"status": self._status, "mode": self._mode, "model": self._model}
+        info: dict[str, Any] = {"status": self._status, "mode": self._mode, "model": self._model, "step": self._step}
+        if self._agent is not None:
+            info.update(self._agent.progress())
+        return info
 
+    @workflow.query
+    def transcript(self) -> list[dict[str, Any]]:
+        return list(self._agent.carry.messages) if self._agent is not None else []
+
+    @workflow.query
+    def pending_approvals(self) -> list[dict[str, Any]]:
+        return [p.model_dump() for p in self._agent.pending.values()] if self._agent is not None else []
+
+    @workflow.update
+    def decide(self, decision: ApprovalDecision) -> str:
+        """Approve or reject a tool call waiting under `require_approval`."""
+        assert self._agent is not None
+        self._agent.decide(decision)
+        return "approved" if decision.approve else "rejected"
+
+    @decide.validator
+    def _validate_decision(self, decision: ApprovalDecision) -> None:
+        if self._agent is None or decision.call_id not in self._agent.pending:
+            raise ValueError(f"no tool call {decision.call_id!r} is waiting for approval")
+
+    # -- the run ----------------------------------------------------------------------------
     @workflow.run
-    async def run(self, item: WorkItem) -> NodeOutcome:
-        started = workflow.now()
+    async def run(self, node_input: NodeInput) -> NodeOutcome:
+        item, carry = node_input.item, node_input.carry
+        self._item = item
+        started = (carry.started_at if carry else None) or workflow.now()
         cancelled = False
         try:
-            resolved = await workflow.execute_activity(
-                "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
-            )
-            self._mode, self._model = resolved.node.mode, resolved.model
-            workflow.set_current_details(self._details(item))
-            self._status = "running"
-            output, details = await self._run_mode(resolved)
+            output, details = await self._execute(item, carry)
             outcome = self._outcome(item, started, "completed", output=output, details=details)
-        except NodeFailure as failure:
+        except ContinueAsNew as more:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            next_carry = more.carry.model_copy(update={"runs": more.carry.runs + 1, "started_at": started})
+            workflow.continue_as_new(NodeInput(item=item, carry=next_carry))
+        except (NodeFailure, AgentFailure) as failure:
             outcome = self._outcome(item, started, "failed", error=str(failure))
         except ActivityError as err:
             outcome = self._outcome(item, started, "failed", error=describe(err, self._step))
@@ -80,41 +119,70 @@ class NodeWorkflow:
             raise asyncio.CancelledError()
         return outcome
 
-    async def _run_mode(self, resolved: ResolvedNode) -> tuple[Any, dict[str, Any]]:
+    async def _execute(self, item: WorkItem, carry: AgentCarry | None) -> tuple[Any, dict[str, Any]]:
+        resolved = carry.resolved if carry else await workflow.execute_activity(
+            "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
+        )
         node = resolved.node
+        self._mode, self._model = node.mode, resolved.model
+        workflow.set_current_details(self._details(item))
+        self._status = "running"
         if isinstance(node, ToolNode):
-            self._step = "tool"
-            result = await self._call_tool(ToolCall(tool=node.tool_name, arguments=node.tool_params))
+            self._step = f"tool {node.tool_name}"
+            result = await workflow.execute_activity(
+                "call_tool",
+                ToolCall(tool=node.tool_name, arguments=node.tool_params),
+                result_type=ToolResult,
+                summary=f"tool {node.tool_name}",
+                **policies.tool(resolved.timeouts),
+            )
             if result.is_error:
                 raise NodeFailure(f"tool {node.tool_name}: {result.error_message}")
             return result.output, {"tool": node.tool_name, "server": result.server}
         if isinstance(node, LlmNode):
-            assert resolved.model is not None
-            self._step = "llm"
+            self._step = f"llm {resolved.model}"
             cfg = node.llm_config
-            reply = await self._call_llm(
+            reply = await workflow.execute_activity(
+                "call_llm",
                 LlmRequest(
-                    model=resolved.model,
+                    model=resolved.model or "",
                     system=cfg.system,
                     messages=[{"role": "user", "content": node.prompt}],
                     temperature=cfg.temperature,
                     max_tokens=cfg.max_tokens,
                 ),
+                result_type=LlmReply,
                 summary=f"llm {resolved.model}",
+                **policies.llm(resolved.timeouts),
             )
-            usage = reply.usage.model_dump()
-            return {"content": reply.text, "usage": usage}, {"model": reply.model, "stop_reason": reply.stop_reason}
+            output = {"content": reply.text, "usage": reply.usage.model_dump()}
+            return output, {"model": reply.model, "stop_reason": reply.stop_reason}
         assert isinstance(node, AgentNode)
-        raise NodeFailure("agent mode is not available in this version of the executor")
+        if carry is None:
+            self._step = "describe tools"
+            carry = await self._start_agent(resolved, node)
+        self._step = "agent"
+        self._agent = AgentLoop(carry)
+        output = await self._agent.run()
+        return output, {"model": resolved.model, "runs": carry.runs}
 
-    async def _call_llm(self, request: LlmRequest, summary: str) -> LlmReply:
-        return await workflow.execute_activity(
-            "call_llm", request, result_type=LlmReply, summary=summary, **policies.LLM
+    async def _start_agent(self, resolved: ResolvedNode, node: AgentNode) -> AgentCarry:
+        specs = await workflow.execute_activity(
+            "describe_tools",
+            node.tools,
+            result_type=list[ToolSpec],
+            summary=f"describe tools {', '.join(node.tools)}",
+            **policies.tool(resolved.timeouts),
         )
-
-    async def _call_tool(self, call: ToolCall, summary: str | None = None) -> ToolResult:
-        return await workflow.execute_activity(
-            "call_tool", call, result_type=ToolResult, summary=summary or f"tool {call.tool}", **policies.TOOL
+        definitions = [
+            {"name": name, "description": spec.description, "input_schema": spec.input_schema}
+            for name, spec in zip(node.tools, specs, strict=True)
+        ]
+        return AgentCarry(
+            resolved=resolved,
+            tool_definitions=definitions,
+            messages=[{"role": "user", "content": node.task}],
+            started_at=workflow.now(),
         )
 
     def _details(self, item: WorkItem) -> str:
@@ -133,6 +201,9 @@ class NodeWorkflow:
         details: dict[str, Any] | None = None,
     ) -> NodeOutcome:
         info = workflow.info()
+        extra = dict(details or {})
+        if self._agent is not None and status == "failed":
+            extra.update(iterations=self._agent.carry.iteration, usage=self._agent.carry.usage.model_dump())
         return NodeOutcome(
             graph_id=item.graph_id,
             node_id=item.node_id,
@@ -145,5 +216,5 @@ class NodeWorkflow:
             event_id=str(workflow.uuid4()),
             started_at=started,
             finished_at=workflow.now(),
-            details={**(details or {}), "attempt": info.attempt},
+            details=extra,
         )

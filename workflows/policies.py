@@ -2,7 +2,9 @@
 
 LLM calls and tool calls differ: an LLM call may wait long on a busy provider and is worth many
 patient retries; a tool call is usually quick and is retried a few times. Non-retryable error
-types come from `activities.errors`, named after the failure they describe.
+types come from `activities.errors`, named after the failure they describe. The numbers an
+operator may tune (`StepTimeouts`) arrive as data from the resolve step, so workflow code stays
+deterministic and a replay sees the values the run used.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from temporalio.common import RetryPolicy
 
 from activities.errors import NON_RETRYABLE
+from executor.steps import StepTimeouts
 
 # Reading graph state: Redis may be restarting; config errors are final at once.
 RESOLVE: dict[str, Any] = dict(
@@ -22,34 +25,6 @@ RESOLVE: dict[str, Any] = dict(
         backoff_coefficient=2.0,
         maximum_interval=timedelta(seconds=10),
         maximum_attempts=20,
-        non_retryable_error_types=NON_RETRYABLE,
-    ),
-)
-
-# One Messages API call. 429/529/5xx/network are retried with backoff (the activity passes the
-# provider's retry-after as the next delay); 4xx rejections are final.
-LLM: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(minutes=10),
-    heartbeat_timeout=timedelta(seconds=20),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=60),
-        maximum_attempts=8,
-        non_retryable_error_types=NON_RETRYABLE,
-    ),
-)
-
-# One tool call on an MCP server (or the built-in calculator). A crashed server is reconnected
-# by the pool and the call retried; a tool's own error result is not an exception at all.
-TOOL: dict[str, Any] = dict(
-    start_to_close_timeout=timedelta(minutes=5),
-    heartbeat_timeout=timedelta(seconds=20),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(milliseconds=500),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=30),
-        maximum_attempts=5,
         non_retryable_error_types=NON_RETRYABLE,
     ),
 )
@@ -65,3 +40,35 @@ EMIT: dict[str, Any] = dict(
         maximum_attempts=0,  # unlimited
     ),
 )
+
+
+def llm(t: StepTimeouts) -> dict[str, Any]:
+    """One Messages API call. 429/529/5xx/network are retried with backoff (the activity passes
+    the provider's retry-after as the next delay); 4xx rejections are final."""
+    return dict(
+        start_to_close_timeout=timedelta(seconds=t.llm_seconds),
+        heartbeat_timeout=timedelta(seconds=t.heartbeat_seconds),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(seconds=1),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=60),
+            maximum_attempts=t.llm_attempts,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    )
+
+
+def tool(t: StepTimeouts) -> dict[str, Any]:
+    """One tool call on an MCP server (or the built-in calculator). A crashed server is
+    reconnected by the pool and the call retried; a tool's own error result is not an exception."""
+    return dict(
+        start_to_close_timeout=timedelta(seconds=t.tool_seconds),
+        heartbeat_timeout=timedelta(seconds=t.heartbeat_seconds),
+        retry_policy=RetryPolicy(
+            initial_interval=timedelta(milliseconds=500),
+            backoff_coefficient=2.0,
+            maximum_interval=timedelta(seconds=30),
+            maximum_attempts=t.tool_attempts,
+            non_retryable_error_types=NON_RETRYABLE,
+        ),
+    )

@@ -1,0 +1,165 @@
+"""The agent loop: the model calls tools until done, each step a durable activity.
+
+Per iteration: one LLM activity with the tool definitions (the model's native tool-use protocol),
+then every `tool_use` block answered by a `tool_result` block, the tool calls running as parallel
+activities. The transcript lives in workflow state, so a crash anywhere resumes here without
+repeating a finished call. Tools outside the node's list are answered with an error result and
+never run; tools under `require_approval` wait for a human decision (a Temporal update).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from executor.contract import AgentNode
+    from executor.steps import AgentCarry, ApprovalDecision, LlmReply, LlmRequest, PendingApproval, ToolCall, ToolCallRecord, ToolResult
+    from workflows import policies
+
+# stop reasons that end the loop with the model's answer
+FINISHED = {"end_turn", "stop_sequence"}
+
+
+class AgentFailure(Exception):
+    """The loop cannot finish (max iterations, a cut turn, a refusal): fails the node."""
+
+
+class ContinueAsNew(Exception):
+    """History is getting long: go on in a fresh run with this carry."""
+
+    def __init__(self, carry: AgentCarry):
+        super().__init__("continue as new")
+        self.carry = carry
+
+
+def tool_result_text(result: ToolResult) -> str:
+    return result.output if isinstance(result.output, str) else json.dumps(result.output, ensure_ascii=False)
+
+
+class AgentLoop:
+    def __init__(self, carry: AgentCarry):
+        self.carry = carry
+        self.node: AgentNode = carry.resolved.node  # type: ignore[assignment]
+        self.model: str = carry.resolved.model or ""
+        self.last_tool: str | None = None
+        self.pending: dict[str, PendingApproval] = {}
+        self.decisions: dict[str, ApprovalDecision] = {}
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self) -> dict[str, Any]:
+        c = self.carry
+        limit = self.node.max_iterations or 10
+        while True:
+            if self._history_is_long():
+                raise ContinueAsNew(c)
+            if c.iteration >= limit:
+                raise AgentFailure(f"agent reached max_iterations ({limit}) without finishing")
+            c.iteration += 1
+            reply = await self._think()
+            c.usage = c.usage + reply.usage
+            c.messages.append({"role": "assistant", "content": reply.content})
+            if reply.tool_uses:
+                results = await asyncio.gather(*(self._answer(block) for block in reply.tool_uses))
+                c.messages.append({"role": "user", "content": list(results)})
+                continue
+            if reply.stop_reason in FINISHED:
+                return self._output(reply)
+            if reply.stop_reason == "pause_turn":
+                continue  # the provider paused a long turn: send it back to go on
+            if reply.stop_reason == "max_tokens":
+                raise AgentFailure(f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {c.iteration}")
+            raise AgentFailure(f"the model stopped with {reply.stop_reason!r} in iteration {c.iteration}")
+
+    async def _think(self) -> LlmReply:
+        cfg = self.node.llm_config
+        request = LlmRequest(
+            model=self.model,
+            system=self.node.system,
+            messages=self.carry.messages,
+            tools=self.carry.tool_definitions,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+        )
+        return await workflow.execute_activity(
+            "call_llm",
+            request,
+            result_type=LlmReply,
+            summary=f"iteration {self.carry.iteration} · llm {self.model}",
+            **policies.llm(self.carry.resolved.timeouts),
+        )
+
+    async def _answer(self, block: dict[str, Any]) -> dict[str, Any]:
+        """Run one requested tool call (or refuse it) and return its tool_result block."""
+        name, call_id, arguments = block.get("name", ""), block.get("id", ""), block.get("input") or {}
+        self.last_tool = name
+        if name not in self.node.tools:
+            return self._record(call_id, name, arguments, f"tool {name!r} is not available to this node", error=True)
+        if name in self.node.require_approval:
+            decision = await self._approval(call_id, name, arguments)
+            if not decision.approve:
+                why = f": {decision.reason}" if decision.reason else ""
+                return self._record(call_id, name, arguments, f"a human rejected this call of {name}{why}", error=True)
+        try:
+            result = await workflow.execute_activity(
+                "call_tool",
+                ToolCall(tool=name, arguments=arguments),
+                result_type=ToolResult,
+                summary=f"iteration {self.carry.iteration} · tool {name}",
+                **policies.tool(self.carry.resolved.timeouts),
+            )
+        except ActivityError as err:  # the call could not be made: tell the model, let it recover
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            return self._record(call_id, name, arguments, f"tool call failed: {message}", error=True)
+        return self._record(call_id, name, arguments, tool_result_text(result), error=result.is_error)
+
+    async def _approval(self, call_id: str, name: str, arguments: dict[str, Any]) -> ApprovalDecision:
+        self.pending[call_id] = PendingApproval(call_id=call_id, tool=name, input=arguments, iteration=self.carry.iteration)
+        await workflow.wait_condition(lambda: call_id in self.decisions)
+        del self.pending[call_id]
+        return self.decisions[call_id]
+
+    def decide(self, decision: ApprovalDecision) -> None:
+        """Record a human's decision; the update's validator already checked it is awaited."""
+        self.decisions[decision.call_id] = decision
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _record(self, call_id: str, name: str, arguments: dict[str, Any], content: str, *, error: bool) -> dict[str, Any]:
+        self.carry.tool_calls.append(ToolCallRecord(name=name, input=arguments, is_error=error))
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": content}
+        if error:
+            block["is_error"] = True
+        return block
+
+    def _output(self, reply: LlmReply) -> dict[str, Any]:
+        c = self.carry
+        return {
+            "result": reply.text,
+            "iterations": c.iteration,
+            "tool_calls": [t.model_dump() for t in c.tool_calls],
+            "usage": c.usage.model_dump(),
+            "stop_reason": reply.stop_reason,
+        }
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or (
+            info.get_current_history_length() >= self.carry.resolved.timeouts.continue_as_new_events
+        )
+
+    def progress(self) -> dict[str, Any]:
+        c = self.carry
+        return {
+            "iteration": c.iteration,
+            "max_iterations": self.node.max_iterations,
+            "last_tool": self.last_tool,
+            "tool_calls": len(c.tool_calls),
+            "usage": c.usage.model_dump(),
+            "waiting_for_approval": [p.model_dump() for p in self.pending.values()],
+            "run": c.runs,
+        }
