@@ -84,6 +84,18 @@ async def slow(seconds: float, tag: str = "") -> str:
 
 
 @server.tool()
+async def gate(name: str) -> str:
+    """Wait while the file `name` exists in MCP_GATE_DIR (a test holds a call in flight)."""
+    record("gate_started", name=name)
+    path = os.path.join(os.environ.get("MCP_GATE_DIR", "/tmp"), name)
+    deadline = time.monotonic() + 120
+    while os.path.exists(path) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    record("gate", name=name)
+    return f"gate {name} passed"
+
+
+@server.tool()
 def die() -> str:
     """Kill this server process (the pool must re-open a session)."""
     record("die")

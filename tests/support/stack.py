@@ -59,7 +59,8 @@ class Stack:
         """The desktop clients' format; the stdio server gets its env from here, not from us."""
         path = self.tmp / "mcp.json"
         if not path.exists():
-            config = {"mcpServers": {"stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": {"MCP_CALL_LOG": str(self.mcp_log)}}}}
+            env = {"MCP_CALL_LOG": str(self.mcp_log), "MCP_GATE_DIR": str(self.tmp)}
+            config = {"mcpServers": {"stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": env}}}
             path.write_text(json.dumps(config))
         return path
 
@@ -80,8 +81,10 @@ class Stack:
             "MCP_SERVERS": f"http=http://127.0.0.1:{self.mcp_http_port}/mcp",
             "MCP_CONFIG": str(self.mcp_config()),
             "MCP_CALL_LOG": str(self.mcp_log),
+            "MCP_GATE_DIR": str(self.tmp),
             "LOG_LEVEL": "info",
             "INGRESS_BLOCK_MS": "200",
+            "CONTINUE_AS_NEW_EVENTS": "60",
             **self.extra_env,
             **overrides,
         }
@@ -118,6 +121,18 @@ class Stack:
         graph_id = graph_id or f"g-{uuid.uuid4().hex[:10]}"
         self.submit({"graph_id": graph_id, "node_id": node_id, "node_type": "executor", "config": config, **extra})
         return graph_id, node_id
+
+    def submit_agent(self, config: dict[str, Any], **kw: Any) -> tuple[str, str, str]:
+        """An agent node with an envelope id, so its workflow id is known before it finishes."""
+        event_id = str(uuid.uuid4())
+        graph, node = self.submit_node(config, id=event_id, **kw)
+        return graph, node, f"node:{graph}:{node}:{event_id}"
+
+    def gate(self, name: str) -> Path:
+        """A file that holds the test MCP server's `gate` tool while it exists."""
+        path = self.tmp / name
+        path.touch()
+        return path
 
     def events(self, graph_id: str, node_id: str | None = None) -> list[dict[str, Any]]:
         found = []

@@ -1,0 +1,196 @@
+"""Agent mode on the real stack: the model (scripted, through the real anthropic client) calls
+tools until done; every LLM call and tool call is its own activity."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from executor.scripted_llm import text, tool_use
+from tests.support.stack import Stack, wait_until
+
+
+def model_name() -> str:
+    return f"claude-agent-{uuid.uuid4().hex[:8]}"
+
+
+def agent(model: str, tools: list[str], **extra: object) -> dict:
+    return {"llm_config": {"model": model, "max_tokens": 1024}, "tools": tools, "task": "Work it out.", **extra}
+
+
+def tool_results(request) -> list[dict]:
+    last = request.body["messages"][-1]
+    assert last["role"] == "user"
+    return [b for b in last["content"] if b["type"] == "tool_result"]
+
+
+def test_multi_iteration_loop_feeds_tool_results_back(stack: Stack, llm) -> None:
+    model = model_name()
+    city = f"city-{uuid.uuid4().hex[:6]}"
+    llm.script(
+        model,
+        tool_use(("calculate", {"expression": "6*7"}), say="Let me compute.", usage=(100, 10)),
+        tool_use(("get_weather", {"city": city}), usage=(150, 12)),
+        text("It is 42 and sunny.", usage=(200, 20)),
+    )
+    graph, node, _ = stack.submit_agent(agent(model, ["calculate", "get_weather"], system="You are terse."))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed", event
+    out = event["data"]["output"]
+    assert out["result"] == "It is 42 and sunny."
+    assert out["iterations"] == 3 and out["stop_reason"] == "end_turn"
+    assert out["usage"] == {"input_tokens": 450, "output_tokens": 42}
+    assert out["tool_calls"] == [
+        {"name": "calculate", "input": {"expression": "6*7"}, "is_error": False},
+        {"name": "get_weather", "input": {"city": city}, "is_error": False},
+    ]
+    first, second, third = llm.requests(model)
+    # Tool definitions go with every call: the built-in's schema and the MCP server's own.
+    for request in (first, second, third):
+        names = {t["name"]: t for t in request.body["tools"]}
+        assert set(names) == {"calculate", "get_weather"}
+        assert names["calculate"]["input_schema"]["required"] == ["expression"]
+        assert names["get_weather"]["input_schema"]["properties"]["city"]["type"] == "string"
+        assert request.body["system"] == "You are terse."
+    assert first.body["messages"] == [{"role": "user", "content": "Work it out."}]
+    # The assistant turn is kept as the API returned it, then answered with tool_result blocks.
+    assistant = second.body["messages"][1]
+    assert assistant["role"] == "assistant" and [b["type"] for b in assistant["content"]] == ["text", "tool_use"]
+    [result] = tool_results(second)
+    assert result["tool_use_id"] == assistant["content"][1]["id"] and result["content"] == "42" and "is_error" not in result
+    [weather] = tool_results(third)
+    assert '"conditions": "sunny"' in weather["content"]
+    assert len(stack.mcp_calls("get_weather")) >= 1 and [c for c in stack.mcp_calls("get_weather") if c["city"] == city]
+
+
+def test_two_tool_calls_in_one_turn_run_in_parallel(stack: Stack, llm) -> None:
+    model = model_name()
+    a, b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
+    llm.script(model, tool_use(("slow", {"seconds": 1.0, "tag": a}), ("slow", {"seconds": 1.0, "tag": b})), text("both done"))
+    graph, node, _ = stack.submit_agent(agent(model, ["slow"]))
+    event = stack.wait_event(graph, node)
+    assert event["data"]["output"]["result"] == "both done"
+    started = {c["tag"]: c["at"] for c in stack.mcp_calls("slow_started") if c["tag"] in (a, b)}
+    finished = {c["tag"]: c["at"] for c in stack.mcp_calls("slow") if c["tag"] in (a, b)}
+    assert set(started) == set(finished) == {a, b}
+    assert max(started.values()) < min(finished.values())  # the second began before the first ended
+    [_, second] = llm.requests(model)
+    assert len(tool_results(second)) == 2
+
+
+def test_tool_error_result_goes_back_to_the_model_which_recovers(stack: Stack, llm) -> None:
+    model = model_name()
+    llm.script(model, tool_use(("fail", {"message": "disk full"})), tool_use(("calculate", {"expression": "1+1"})), text("recovered: 2"))
+    graph, node, _ = stack.submit_agent(agent(model, ["fail", "calculate"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed"
+    assert event["data"]["output"]["result"] == "recovered: 2"
+    assert [c["is_error"] for c in event["data"]["output"]["tool_calls"]] == [True, False]
+    [result] = tool_results(llm.requests(model)[1])
+    assert result == {"type": "tool_result", "tool_use_id": result["tool_use_id"], "content": "disk full", "is_error": True}
+
+
+def test_tool_outside_the_node_list_is_refused_not_run(stack: Stack, llm) -> None:
+    model = model_name()
+    tag = f"forbidden-{uuid.uuid4().hex[:6]}"
+    llm.script(model, tool_use(("echo", {"text": tag})), text("ok, I will not"))
+    graph, node, _ = stack.submit_agent(agent(model, ["calculate"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed"
+    [result] = tool_results(llm.requests(model)[1])
+    assert result["is_error"] is True and "'echo' is not available" in result["content"]
+    assert not [c for c in stack.mcp_calls("echo") if c.get("text") == tag]
+
+
+def test_max_iterations_fails_the_node_clearly(stack: Stack, llm) -> None:
+    model = model_name()
+    llm.script(model, *[tool_use(("calculate", {"expression": f"{i}+1"})) for i in range(3)])
+    graph, node, _ = stack.submit_agent(agent(model, ["calculate"], max_iterations=2))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed"
+    assert event["data"]["error"] == "agent reached max_iterations (2) without finishing"
+    assert event["data"]["iterations"] == 2
+    assert llm.calls(model) == 2
+
+
+def test_max_tokens_cut_fails_the_node(stack: Stack, llm) -> None:
+    model = model_name()
+    llm.script(model, text("and then the", stop_reason="max_tokens"))
+    graph, node, _ = stack.submit_agent(agent(model, ["calculate"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed"
+    assert event["data"]["error"] == "the model's turn was cut at max_tokens (1024) in iteration 1"
+
+
+def test_unknown_tool_in_the_node_list_fails_the_node(stack: Stack, llm) -> None:
+    model = model_name()
+    graph, node, _ = stack.submit_agent(agent(model, ["calculate", "no_such_tool"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed" and "unknown tool 'no_such_tool'" in event["data"]["error"]
+    assert llm.calls(model) == 0
+
+
+def _pending(stack: Stack, workflow_id: str) -> list[dict]:
+    return stack.temporal(lambda c: c.get_workflow_handle(workflow_id).query("pending_approvals"))
+
+
+def _decide(stack: Stack, workflow_id: str, call_id: str, approve: bool, reason: str | None = None) -> str:
+    from executor.steps import ApprovalDecision
+
+    decision = ApprovalDecision(call_id=call_id, approve=approve, reason=reason, by="tester")
+    return stack.temporal(lambda c: c.get_workflow_handle(workflow_id).execute_update("decide", decision))
+
+
+def test_approval_lets_the_call_run_and_rejection_goes_back_as_error(stack: Stack, llm) -> None:
+    model = model_name()
+    yes, no = f"yes-{uuid.uuid4().hex[:6]}", f"no-{uuid.uuid4().hex[:6]}"
+    llm.script(model, tool_use(("echo", {"text": yes})), tool_use(("echo", {"text": no})), text("done"))
+    graph, node, wid = stack.submit_agent(agent(model, ["echo"], require_approval=["echo"]))
+    [waiting] = wait_until(lambda: _pending(stack, wid), message="a call waiting for approval")
+    assert waiting["tool"] == "echo" and waiting["input"] == {"text": yes}
+    time.sleep(0.5)
+    assert not [c for c in stack.mcp_calls("echo") if c.get("text") == yes]  # nothing ran before approval
+    assert _decide(stack, wid, waiting["call_id"], True) == "approved"
+    [second] = wait_until(lambda: _pending(stack, wid), message="the second call waiting")
+    assert _decide(stack, wid, second["call_id"], False, "not today") == "rejected"
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed"
+    assert len([c for c in stack.mcp_calls("echo") if c.get("text") == yes]) == 1
+    assert not [c for c in stack.mcp_calls("echo") if c.get("text") == no]
+    [rejected] = tool_results(llm.requests(model)[2])
+    assert rejected["is_error"] is True and rejected["content"] == "a human rejected this call of echo: not today"
+
+
+def test_long_loop_continues_as_new_and_keeps_its_transcript(stack: Stack, llm) -> None:
+    model = model_name()
+    steps = [tool_use(("calculate", {"expression": f"{i}*2"}), usage=(10, 1)) for i in range(12)]
+    llm.script(model, *steps, text("done after 12 tools", usage=(10, 1)))
+    graph, node, wid = stack.submit_agent(agent(model, ["calculate"], max_iterations=20))
+    event = stack.wait_event(graph, node, timeout=60)
+    out = event["data"]["output"]
+    assert out["iterations"] == 13 and len(out["tool_calls"]) == 12
+    assert out["usage"] == {"input_tokens": 130, "output_tokens": 13}
+    assert event["data"]["runs"] >= 2  # continued as new at least once (CONTINUE_AS_NEW_EVENTS=60)
+    last = llm.requests(model)[-1]
+    assert len(last.body["messages"]) == 1 + 2 * 12  # the whole transcript survived the new runs
+    assert len(stack.events(graph, node)) == 1
+
+    async def runs(client) -> int:
+        return len([w async for w in client.list_workflows(f"WorkflowId = '{wid}'")])
+
+    assert stack.temporal(runs) >= 2
+
+
+def test_progress_and_transcript_queries(stack: Stack, llm) -> None:
+    model = model_name()
+    gate = stack.gate(f"gate-{uuid.uuid4().hex[:6]}")
+    llm.script(model, tool_use(("gate", {"name": gate.name}), usage=(7, 3)), text("opened"))
+    graph, node, wid = stack.submit_agent(agent(model, ["gate"]))
+    wait_until(lambda: [c for c in stack.mcp_calls("gate_started") if c["name"] == gate.name], message="the gate call in flight")
+    progress = stack.temporal(lambda c: c.get_workflow_handle(wid).query("progress"))
+    assert progress["mode"] == "agent" and progress["iteration"] == 1 and progress["last_tool"] == "gate"
+    assert progress["usage"] == {"input_tokens": 7, "output_tokens": 3} and progress["model"] == model
+    transcript = stack.temporal(lambda c: c.get_workflow_handle(wid).query("transcript"))
+    assert [m["role"] for m in transcript] == ["user", "assistant"]
+    gate.unlink()
+    assert stack.wait_event(graph, node)["data"]["output"]["result"] == "opened"
