@@ -131,7 +131,7 @@ def test_unknown_tool_in_the_node_list_fails_the_node(stack: Stack, llm) -> None
 
 
 def _pending(stack: Stack, workflow_id: str) -> list[dict]:
-    return stack.temporal(lambda c: c.get_workflow_handle(workflow_id).query("pending_approvals"))
+    return stack.query(workflow_id, "pending_approvals")
 
 
 def _decide(stack: Stack, workflow_id: str, call_id: str, approve: bool, reason: str | None = None) -> str:
@@ -187,10 +187,10 @@ def test_progress_and_transcript_queries(stack: Stack, llm) -> None:
     llm.script(model, tool_use(("gate", {"name": gate.name}), usage=(7, 3)), text("opened"))
     graph, node, wid = stack.submit_agent(agent(model, ["gate"]))
     wait_until(lambda: [c for c in stack.mcp_calls("gate_started") if c["name"] == gate.name], message="the gate call in flight")
-    progress = stack.temporal(lambda c: c.get_workflow_handle(wid).query("progress"))
+    progress = stack.query(wid, "progress")
     assert progress["mode"] == "agent" and progress["iteration"] == 1 and progress["last_tool"] == "gate"
     assert progress["usage"] == {"input_tokens": 7, "output_tokens": 3} and progress["model"] == model
-    transcript = stack.temporal(lambda c: c.get_workflow_handle(wid).query("transcript"))
+    transcript = stack.query(wid, "transcript")
     assert [m["role"] for m in transcript] == ["user", "assistant"]
     gate.unlink()
     assert stack.wait_event(graph, node)["data"]["output"]["result"] == "opened"

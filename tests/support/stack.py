@@ -174,6 +174,10 @@ class Stack:
         return [c for c in calls if tool is None or c["tool"] == tool]
 
     # -- Temporal ---------------------------------------------------------------------------
+    def query(self, workflow_id: str, name: str) -> Any:
+        """A workflow query; None while the workflow does not exist yet."""
+        return _query(self, workflow_id, name)
+
     def temporal(self, coro_fn: Any) -> Any:
         """Run `coro_fn(client)` with a fresh Temporal client (sync tests stay sync)."""
 
@@ -185,6 +189,20 @@ class Stack:
             return await coro_fn(client)
 
         return asyncio.run(run())
+
+
+def _query(stack: Stack, workflow_id: str, name: str) -> Any:
+    from temporalio.service import RPCError
+
+    async def run(client: Any) -> Any:
+        try:
+            return await client.get_workflow_handle(workflow_id).query(name)
+        except RPCError as exc:  # not started yet: the ingress has not got to it
+            if "not found" in str(exc):
+                return None
+            raise
+
+    return stack.temporal(run)
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
