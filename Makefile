@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
+NPM_STAMP := tests/published_mcp/node_modules/.installed-stamp
+
 .PHONY: install run test bench clean
 
 $(STAMP): pyproject.toml
@@ -15,12 +17,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# A published MCP server from the npm registry (streamable HTTP), pinned by its lockfile.
+$(NPM_STAMP): tests/published_mcp/package-lock.json
+	cd tests/published_mcp && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
 install: $(STAMP)
 
 run: install
 	$(PY) -m executor dev
 
-test: install
+test: install $(NPM_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

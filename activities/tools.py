@@ -108,7 +108,7 @@ class ToolActivities:
             jsonschema.validate(call.arguments, spec.input_schema)
         except jsonschema.ValidationError as exc:
             where = "/".join(str(p) for p in exc.absolute_path)
-            raise fail(TOOL_ARGUMENTS, f"arguments of {call.tool} {('at ' + where + ' ') if where else ''}invalid: {exc.message}") from None
+            raise fail(TOOL_ARGUMENTS, f"invalid arguments{' at ' + where if where else ''}: {exc.message}") from None
         except jsonschema.SchemaError:
             log.warning("tool %s publishes an invalid input schema; arguments not checked", call.tool)
         if spec.server == BUILTIN:

@@ -104,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--redis-port", type=int, default=6379)
     dev.add_argument("--workers", type=int, default=1, help="worker processes to run")
     dev.add_argument("--scripted-llm", action="store_true", help="answer LLM calls offline with the scripted server (echo models)")
+    a = sub.add_parser("approvals", help="list tool calls of an agent node waiting for approval")
+    a.add_argument("workflow_id")
+    for verb in ("approve", "reject"):
+        d = sub.add_parser(verb, help=f"{verb} a tool call waiting for approval")
+        d.add_argument("workflow_id")
+        d.add_argument("call_id")
+        d.add_argument("--reason", default=None)
+        d.add_argument("--by", default=os.environ.get("USER"))
     s = sub.add_parser("submit", help="put a work item on the stream and wait for its result event")
     s.add_argument("item", help="a JSON file, - for stdin, or inline JSON")
     s.add_argument("--stream", default=None, help="work stream (default: the first of WORK_STREAMS)")
@@ -122,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             from executor.dev import run_dev
 
             return run_dev(args, settings)
+        if args.command in ("approvals", "approve", "reject"):
+            from executor import operate
+
+            if args.command == "approvals":
+                return asyncio.run(operate.approvals(settings, args.workflow_id))
+            approve = args.command == "approve"
+            return asyncio.run(operate.decide(settings, args.workflow_id, args.call_id, approve, args.reason, args.by))
         item = _load_item(args.item)
         return asyncio.run(submit(settings, item, args.stream or settings.work_streams[0], args.timeout))
     except ContractError as exc:

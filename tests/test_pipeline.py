@@ -217,3 +217,31 @@ def test_failures_also_land_on_the_failed_stream_only(stack: Stack) -> None:
     on_failed = [json.loads(f["data"]) for _, f in stack.redis.xrange(FAILED)]
     assert not [e for e in on_completed if e["graph_id"] == graph]
     assert len([e for e in on_failed if e["graph_id"] == graph]) == 1
+
+
+def test_published_stdio_server_mcp_server_time_works_unmodified(stack: Stack) -> None:
+    graph, node = stack.submit_node(
+        {"tool_name": "mcp__time__convert_time", "tool_params": {"source_timezone": "UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"}}
+    )
+    event = stack.wait_event(graph, node, timeout=60)
+    assert event["type"] == "node.completed", event
+    output = event["data"]["output"]
+    assert output["time_difference"] == "+9.0h"
+    assert output["source"]["datetime"].endswith("T12:00:00+00:00") and output["target"]["datetime"].endswith("T21:00:00+09:00")
+
+
+def test_published_http_server_everything_works_unmodified(stack: Stack) -> None:
+    graph, node = stack.submit_node({"tool_name": "get-structured-content", "tool_params": {"location": "Chicago"}})
+    event = stack.wait_event(graph, node, timeout=60)
+    assert event["type"] == "node.completed", event
+    assert event["data"]["server"] == "everything"
+    assert event["data"]["output"] == {"temperature": 36, "conditions": "Light rain / drizzle", "humidity": 82}
+    graph, node = stack.submit_node({"tool_name": "mcp__everything__get-sum", "tool_params": {"a": 2, "b": 3}})
+    assert stack.wait_event(graph, node)["data"]["output"] == "The sum of 2 and 3 is 5."
+
+
+def test_tool_arguments_that_break_the_schema_fail_without_calling(stack: Stack) -> None:
+    graph, node = stack.submit_node({"tool_name": "mcp__everything__get-sum", "tool_params": {"a": "two", "b": 3}})
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed"
+    assert event["data"]["error"] == "tool mcp__everything__get-sum: invalid arguments at a: 'two' is not of type 'number'"

@@ -21,6 +21,9 @@ from executor.scripted_llm import ScriptedLLM
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_SERVER = ROOT / "tests" / "support" / "mcp_server.py"
+# Published servers, run unmodified: mcp-server-time (PyPI, stdio) and server-everything (npm, HTTP)
+TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
+EVERYTHING = ROOT / "tests" / "published_mcp" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 COMPLETED = "dago:events:node.completed"
 FAILED = "dago:events:node.failed"
 DEAD = "executor.work.dead"
@@ -37,6 +40,7 @@ class Stack:
     temporal_port: int = field(default_factory=free_port)
     redis_port: int = field(default_factory=free_port)
     mcp_http_port: int = field(default_factory=free_port)
+    everything_port: int = field(default_factory=free_port)
     task_queue: str = field(default_factory=lambda: f"tests-{uuid.uuid4().hex[:6]}")
     procs: dict[str, Proc] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -54,13 +58,20 @@ class Stack:
             env=self.env(), sink=self.log,
         )
         wait_for_port(self.mcp_http_port, proc=self.procs["mcp-http"])
+        self.procs["everything"] = Proc(
+            "everything", ["node", str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(self.everything_port)}, sink=self.log
+        )
+        wait_for_port(self.everything_port, proc=self.procs["everything"])
 
     def mcp_config(self) -> Path:
         """The desktop clients' format; the stdio server gets its env from here, not from us."""
         path = self.tmp / "mcp.json"
         if not path.exists():
             env = {"MCP_CALL_LOG": str(self.mcp_log), "MCP_GATE_DIR": str(self.tmp)}
-            config = {"mcpServers": {"stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": env}}}
+            config = {"mcpServers": {
+                "stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": env},
+                "time": {"command": str(TIME_SERVER), "args": ["--local-timezone", "UTC"]},
+            }}
             path.write_text(json.dumps(config))
         return path
 
@@ -78,7 +89,7 @@ class Stack:
             "LLM_BASE_URL": self.llm.base_url,
             "LLM_API_KEY": API_KEY,
             "LLM_MODEL": "echo-default",
-            "MCP_SERVERS": f"http=http://127.0.0.1:{self.mcp_http_port}/mcp",
+            "MCP_SERVERS": f"http=http://127.0.0.1:{self.mcp_http_port}/mcp,everything=http://127.0.0.1:{self.everything_port}/mcp",
             "MCP_CONFIG": str(self.mcp_config()),
             "MCP_CALL_LOG": str(self.mcp_log),
             "MCP_GATE_DIR": str(self.tmp),
@@ -102,7 +113,7 @@ class Stack:
         return self.start_service(kind, name)
 
     def stop_all(self) -> None:
-        for name in ("ingress", *[n for n in self.procs if n.startswith("worker")], "mcp-http", "redis", "temporal"):
+        for name in ("ingress", *[n for n in self.procs if n.startswith("worker")], "mcp-http", "everything", "redis", "temporal"):
             if name in self.procs:
                 self.procs.pop(name).stop()
         for proc in list(self.procs.values()):
