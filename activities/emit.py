@@ -18,6 +18,7 @@ from redis.exceptions import WatchError
 from temporalio import activity
 
 from executor import keys
+from executor.faults import fault_point
 from executor.config import Settings
 from executor.contract import NodeOutcome, ResultEvent
 from executor.steps import EmitReceipt
@@ -71,6 +72,7 @@ class EmitActivities:
                         # A state written without TTL (or just expiring) gets the usual 24 h back.
                         pipe.expire(state_key, self._settings.state_ttl_seconds, nx=True)
                     results = await pipe.execute()
+                    fault_point("emit.after_write")  # tests: die between the write and the ack
                     break
                 except WatchError:
                     continue  # the orchestrator touched the state between our read and write

@@ -100,4 +100,5 @@ class ResolveActivities:
             tool_seconds=s.tool_timeout + 30,
             tool_attempts=s.tool_max_attempts,
             continue_as_new_events=s.continue_as_new_events,
+            node_seconds=s.node_timeout,
         )

@@ -40,6 +40,7 @@ class Settings(BaseModel):
     llm_max_attempts: int = Field(default=8, ge=1, le=100)
     activity_heartbeat_timeout: float = Field(default=20.0, ge=1)
     continue_as_new_events: int = Field(default=5000, ge=50, le=50_000)
+    node_timeout: float = Field(default=3600.0, gt=0, le=30 * 86_400)
 
     mcp_servers: str = ""
     mcp_config: str | None = None
@@ -62,6 +63,9 @@ class Settings(BaseModel):
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)
     ingress_batch: int = Field(default=32, ge=1, le=1000)
     ingress_block_ms: int = Field(default=2000, ge=10)
+    reclaim_idle_ms: int = Field(default=60_000, ge=100)  # a consumer silent this long is presumed dead
+    reclaim_interval_ms: int = Field(default=5_000, ge=50)
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
     state_ttl_seconds: int = Field(default=86_400, ge=1)
     emitted_marker_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
 

@@ -22,6 +22,7 @@ class StepTimeouts(BaseModel):
     tool_seconds: float = 150.0
     tool_attempts: int = 5
     continue_as_new_events: int = 5000  # also when Temporal suggests it, whichever comes first
+    node_seconds: float = 3600.0  # the node deadline when its config sets no `timeout`
 
 
 class ResolvedNode(BaseModel):

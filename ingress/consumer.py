@@ -14,6 +14,7 @@ import asyncio
 import enum
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as redis
@@ -38,6 +39,23 @@ class _Verdict(enum.Enum):
     ACK = "ack"  # started (or a duplicate): acknowledge
     DONE = "done"  # dead-lettered: already acknowledged in that transaction
     RETRY = "retry"  # not started: leave pending, try again
+
+
+@dataclass
+class _Entry:
+    stream: str
+    entry_id: str
+    fields: dict | None  # None: the entry was trimmed from the stream while pending
+    deliveries: int = 1
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class _Backoff:
@@ -70,6 +88,7 @@ class Ingress:
         self.started = 0
         self.duplicates = 0
         self.dead_lettered = 0
+        self._reclaim_cursor: dict[str, str] = {}
 
     async def ensure_groups(self) -> None:
         for stream in self._settings.work_streams:
@@ -80,33 +99,48 @@ class Ingress:
                     raise
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; transient Redis or Temporal errors back off and retry."""
+        """Consume until `stop` is set; transient Redis or Temporal errors back off and retry.
+
+        Order of work: entries whose start failed (held in memory and retried as they are, so a
+        Temporal outage does not count as redeliveries), then our own pending entries from a
+        previous life, then idle entries of dead consumers (XAUTOCLAIM), then new entries.
+        """
         log.info("ingress %s reading %s", self._consumer, ", ".join(self._settings.work_streams))
         backoff = _Backoff()
         groups_ready = False
-        check_pending = True  # first our own pending entries (a previous life's unacked reads)
+        recovering = True
+        held: list[_Entry] = []
+        next_reclaim = 0.0
         while not stop.is_set():
             try:
                 if not groups_ready:
                     await self.ensure_groups()
                     groups_ready = True
-                read, left = await self.read_once(pending=check_pending)
+                loop_time = asyncio.get_running_loop().time()
+                if held:
+                    batch, held = held, []
+                elif recovering:
+                    batch = await self.read(pending=True)
+                    recovering = bool(batch)  # a full batch may hide more; an empty one: drained
+                elif loop_time >= next_reclaim:
+                    next_reclaim = loop_time + self._settings.reclaim_interval_ms / 1000
+                    batch = await self.reclaim()
+                else:
+                    batch = await self.read(pending=False)
+                held = await self.process(batch)
             except (OSError, redis.RedisError, RPCError) as exc:
                 log.warning("ingress: %s; retrying in %.1fs", exc, backoff.delay)
                 groups_ready = groups_ready and "NOGROUP" not in str(exc)
-                check_pending = True
+                recovering = True
                 await backoff.wait(stop)
                 continue
-            if left:  # some starts failed (Temporal unreachable?): retry them after a pause
-                check_pending = True
+            if held:  # some starts failed (Temporal unreachable?): retry them after a pause
                 await backoff.wait(stop)
             else:
                 backoff.reset()
-                # A full pending batch may hide more behind it; an empty one means drained.
-                check_pending = check_pending and read > 0
 
-    async def read_once(self, *, pending: bool) -> tuple[int, int]:
-        """Read one batch and handle it; returns (entries read, entries left pending)."""
+    async def read(self, *, pending: bool) -> list[_Entry]:
+        """One XREADGROUP: new entries (`>`), or our own pending ones (`0`) after a restart."""
         replies = await self._redis.xreadgroup(
             self._group,
             self._consumer,
@@ -114,37 +148,70 @@ class Ingress:
             count=self._settings.ingress_batch,
             block=None if pending else self._settings.ingress_block_ms,
         )
-        read = left = 0
+        batch = []
         for raw_stream, entries in replies or []:
-            stream = raw_stream.decode() if isinstance(raw_stream, bytes) else raw_stream
-            verdicts = await asyncio.gather(*(self.handle(stream, eid, fields) for eid, fields in entries))
-            to_ack = [eid for (eid, _), verdict in zip(entries, verdicts) if verdict is _Verdict.ACK]
-            if to_ack:
-                await self._redis.xack(stream, self._group, *to_ack)
-            read += len(entries)
-            left += sum(verdict is _Verdict.RETRY for verdict in verdicts)
-        return read, left
+            stream = _text(raw_stream)
+            counts = await self._deliveries(stream, [_text(e) for e, _ in entries]) if pending else {}
+            batch += [_Entry(stream, _text(eid), fields, counts.get(_text(eid), 1)) for eid, fields in entries]
+        return batch
 
-    async def handle(self, stream: str, raw_id: bytes | str, fields: dict | None) -> _Verdict:
+    async def reclaim(self) -> list[_Entry]:
+        """Take over entries another consumer read and left idle (it died): XAUTOCLAIM."""
+        batch = []
+        for stream in self._settings.work_streams:
+            cursor = self._reclaim_cursor.get(stream, "0-0")
+            reply = await self._redis.xautoclaim(
+                stream, self._group, self._consumer, self._settings.reclaim_idle_ms, cursor, count=self._settings.ingress_batch
+            )
+            self._reclaim_cursor[stream] = _text(reply[0])
+            entries = reply[1]
+            if entries:
+                log.info("reclaimed %d idle entries of %s", len(entries), stream)
+                counts = await self._deliveries(stream, [_text(e) for e, _ in entries])
+                batch += [_Entry(stream, _text(eid), fields, counts.get(_text(eid), 1)) for eid, fields in entries]
+        return batch
+
+    async def _deliveries(self, stream: str, ids: list[str]) -> dict[str, int]:
+        if not ids:
+            return {}
+        rows = await self._redis.xpending_range(
+            stream, self._group, min=min(ids, key=_id_key), max=max(ids, key=_id_key), count=len(ids), consumername=self._consumer
+        )
+        return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+
+    async def process(self, batch: list[_Entry]) -> list[_Entry]:
+        """Handle a batch concurrently, ack what is done, return what must be retried."""
+        verdicts = await asyncio.gather(*(self.handle(entry) for entry in batch))
+        to_ack: dict[str, list[str]] = {}
+        for entry, verdict in zip(batch, verdicts):
+            if verdict is _Verdict.ACK:
+                to_ack.setdefault(entry.stream, []).append(entry.entry_id)
+        for stream, ids in to_ack.items():
+            await self._redis.xack(stream, self._group, *ids)
+        return [entry for entry, verdict in zip(batch, verdicts) if verdict is _Verdict.RETRY]
+
+    async def handle(self, entry: _Entry) -> _Verdict:
         """Start the entry's workflow, or dead-letter it; say what to do with the entry."""
-        entry_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        stream, entry_id, fields = entry.stream, entry.entry_id, entry.fields
         if fields is None:  # a pending entry trimmed from the stream: nothing left to run
             log.warning("pending entry %s %s no longer exists; acknowledging it", stream, entry_id)
             return _Verdict.ACK
         try:
-            item = parse_work_entry(
-                fields, stream=stream, entry_id=entry_id, max_bytes=self._settings.max_entry_bytes
-            )
+            item = parse_work_entry(fields, stream=stream, entry_id=entry_id, max_bytes=self._settings.max_entry_bytes)
         except MalformedEntry as bad:
-            await self.dead_letter(stream, entry_id, fields, bad.reason, bad.graph_id, bad.node_id)
+            await self.dead_letter(entry, bad.reason, bad.graph_id, bad.node_id)
+            return _Verdict.DONE
+        if entry.deliveries > self._settings.max_deliveries:
+            reason = f"delivered {entry.deliveries} times without being started (limit {self._settings.max_deliveries})"
+            await self.dead_letter(entry, reason, item.graph_id, item.node_id)
             return _Verdict.DONE
         try:
             await self.start(item)
         except StartRefused as refused:
-            await self.dead_letter(stream, entry_id, fields, str(refused), item.graph_id, item.node_id)
+            await self.dead_letter(entry, str(refused), item.graph_id, item.node_id)
             return _Verdict.DONE
         except RPCError as exc:
-            log.warning("could not start %s (%s); it stays pending", item.workflow_id, exc)
+            log.warning("could not start %s (%s); will retry", item.workflow_id, exc)
             return _Verdict.RETRY
         return _Verdict.ACK
 
@@ -170,22 +237,16 @@ class Ingress:
                 raise StartRefused(f"workflow start refused: {exc.message}") from exc
             raise
 
-    async def dead_letter(
-        self,
-        stream: str,
-        entry_id: str,
-        fields: dict,
-        reason: str,
-        graph_id: str | None,
-        node_id: str | None,
-    ) -> None:
+    async def dead_letter(self, entry: _Entry, reason: str, graph_id: str | None, node_id: str | None) -> None:
         """Dead-letter entry, `node.failed` (ids permitting) and XACK in one transaction."""
+        stream, entry_id, fields = entry.stream, entry.entry_id, entry.fields or {}
         now = datetime.now(UTC)
         record = {
             "stream": stream,
             "entry_id": entry_id,
             "reason": reason,
             "consumer": self._consumer,
+            "deliveries": str(entry.deliveries),
             "at": now.isoformat(),
             **{(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()},
         }

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NODE_CONFIG
@@ -43,7 +44,7 @@ def describe(err: ActivityError, step: str) -> str:
     cause = err.cause
     if isinstance(cause, ApplicationError):
         return cause.message if cause.type == NODE_CONFIG else f"{step}: {cause.message}"
-    if isinstance(cause, TimeoutError):
+    if isinstance(cause, StepTimeout):
         kind = cause.type.name.lower().replace("_", "-") if cause.type else "timeout"
         return f"{step}: timed out ({kind})"
     if isinstance(cause, CancelledError):
@@ -97,7 +98,7 @@ class NodeWorkflow:
         started = (carry.started_at if carry else None) or workflow.now()
         cancelled = False
         try:
-            output, details = await self._execute(item, carry)
+            output, details = await self._execute(item, carry, started)
             outcome = self._outcome(item, started, "completed", output=output, details=details)
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
@@ -109,7 +110,8 @@ class NodeWorkflow:
             outcome = self._outcome(item, started, "failed", error=describe(err, self._step))
         except asyncio.CancelledError:
             cancelled = True
-            outcome = self._outcome(item, started, "failed", error="cancelled")
+            error = f"cancelled by request (Temporal UI or CLI) during {self._step}"
+            outcome = self._outcome(item, started, "failed", error=error)
         self._status = outcome.status
         receipt = await workflow.execute_activity(
             "emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT
@@ -119,14 +121,23 @@ class NodeWorkflow:
             raise asyncio.CancelledError()
         return outcome
 
-    async def _execute(self, item: WorkItem, carry: AgentCarry | None) -> tuple[Any, dict[str, Any]]:
+    async def _execute(self, item: WorkItem, carry: AgentCarry | None, started: datetime) -> tuple[Any, dict[str, Any]]:
+        """Resolve, then run the mode's steps within the node's deadline."""
         resolved = carry.resolved if carry else await workflow.execute_activity(
             "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
         )
-        node = resolved.node
-        self._mode, self._model = node.mode, resolved.model
+        self._mode, self._model = resolved.node.mode, resolved.model
         workflow.set_current_details(self._details(item))
         self._status = "running"
+        deadline = resolved.node.timeout or resolved.timeouts.node_seconds
+        remaining = deadline - (workflow.now() - started).total_seconds()
+        try:
+            return await asyncio.wait_for(self._run_mode(resolved, carry), timeout=max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            raise NodeFailure(f"node deadline of {deadline:g}s exceeded during {self._step}") from None
+
+    async def _run_mode(self, resolved: ResolvedNode, carry: AgentCarry | None) -> tuple[Any, dict[str, Any]]:
+        node = resolved.node
         if isinstance(node, ToolNode):
             self._step = f"tool {node.tool_name}"
             result = await workflow.execute_activity(
