@@ -92,6 +92,8 @@ class LlmActivities:
                 response = await self._client.messages.create(**kwargs)
         except anthropic.APIError as exc:
             raise classify(exc) from None
+        except ValueError as exc:  # the SDK lets a body that is not JSON through as a decode error
+            raise fail(LLM_BAD_RESPONSE, f"LLM response unusable: not JSON ({exc})") from None
         content = [block.model_dump(exclude_none=True) for block in response.content or []]
         if not content and response.stop_reason not in ("end_turn", "max_tokens", "stop_sequence"):
             raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {response.stop_reason})")

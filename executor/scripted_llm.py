@@ -26,6 +26,7 @@ class Step:
     body: Any = None  # dict → JSON; str → raw text (malformed on purpose)
     headers: dict[str, str] = field(default_factory=dict)
     hold: float = 0.0  # seconds to wait before answering
+    drop: bool = False  # close the connection without answering
 
 
 _ids = itertools.count(1)
@@ -68,10 +69,16 @@ def malformed(raw: str = "this is not json") -> Step:
     return Step(status=200, body=raw)
 
 
+def drop(hold: float = 0.0) -> Step:
+    """Close the connection without a response (a proxy or network failure)."""
+    return Step(drop=True, hold=hold)
+
+
 @dataclass
 class Recorded:
     headers: dict[str, str]
     body: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
 
 
 class ScriptedLLM:
@@ -162,6 +169,10 @@ class ScriptedLLM:
                 step = server._next_step(body)
                 if step.hold:
                     time.sleep(step.hold)
+                if step.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
                 if step.status == 200 and isinstance(step.body, dict) and "type" not in step.body:
                     step = Step(
                         status=200,

@@ -135,6 +135,11 @@ class NodeWorkflow:
             return await asyncio.wait_for(self._run_mode(resolved, carry), timeout=max(remaining, 0.001))
         except asyncio.TimeoutError:
             raise NodeFailure(f"node deadline of {deadline:g}s exceeded during {self._step}") from None
+        except ActivityError as err:
+            # wait_for cancels the step in flight; its cancellation surfaces as the step's error
+            if isinstance(err.cause, CancelledError) and (workflow.now() - started).total_seconds() >= deadline:
+                raise NodeFailure(f"node deadline of {deadline:g}s exceeded during {self._step}") from None
+            raise
 
     async def _run_mode(self, resolved: ResolvedNode, carry: AgentCarry | None) -> tuple[Any, dict[str, Any]]:
         node = resolved.node

@@ -52,16 +52,15 @@ class Stack:
             port=self.temporal_port, ui_port=free_port(), sink=self.log, headless=True,
         )
         self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log)
-        self.procs["mcp-http"] = Proc(
-            "mcp-http",
-            [sys.executable, str(MCP_SERVER), "--http", "--port", str(self.mcp_http_port)],
-            env=self.env(), sink=self.log,
-        )
+        self.procs["mcp-http"] = Proc("mcp-http", self.mcp_http_argv(), env=self.env(), sink=self.log)
         wait_for_port(self.mcp_http_port, proc=self.procs["mcp-http"])
         self.procs["everything"] = Proc(
             "everything", ["node", str(EVERYTHING), "streamableHttp"], env={**os.environ, "PORT": str(self.everything_port)}, sink=self.log
         )
         wait_for_port(self.everything_port, proc=self.procs["everything"])
+
+    def mcp_http_argv(self) -> list[str]:
+        return [sys.executable, str(MCP_SERVER), "--http", "--port", str(self.mcp_http_port)]
 
     def mcp_config(self) -> Path:
         """The desktop clients' format; the stdio server gets its env from here, not from us."""
@@ -174,6 +173,12 @@ class Stack:
             return self.redis.xpending(stream, group)["pending"]
         except redis.ResponseError:
             return 0
+
+    def unacked(self, stream: str = WORK, group: str = "executor-workers") -> int:
+        """Entries not acknowledged: pending ones plus those not yet delivered to the group."""
+        [info] = [g for g in self.redis.xinfo_groups(stream) if g["name"] == group]
+        undelivered = len(self.redis.xrange(stream, f"({info['last-delivered-id']}", "+"))
+        return self.pending(stream, group) + undelivered
 
     def dead_letters(self) -> list[dict[str, str]]:
         return [fields for _, fields in self.redis.xrange(DEAD)]
