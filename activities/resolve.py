@@ -45,9 +45,10 @@ def render(node: ToolNode | LlmNode | AgentNode, renderer: Renderer) -> ToolNode
 
 
 class ResolveActivities:
-    def __init__(self, redis_client: redis.Redis, settings: Settings):
+    def __init__(self, redis_client: redis.Redis, settings: Settings, search_attributes: bool = False):
         self._redis = redis_client
         self._settings = settings
+        self._search_attributes = search_attributes
 
     async def _graph_state(self, graph_id: str, required: bool) -> dict[str, Any]:
         key = keys.graph_state(graph_id)
@@ -89,7 +90,7 @@ class ResolveActivities:
         if isinstance(node, AgentNode) and node.max_iterations is None:
             node = node.model_copy(update={"max_iterations": self._settings.max_iterations})
         log.info("resolved node %s/%s as %s", item.graph_id, item.node_id, node.mode)
-        return ResolvedNode(node=node, model=model, timeouts=self.timeouts())
+        return ResolvedNode(node=node, model=model, timeouts=self.timeouts(), search_attributes=self._search_attributes)
 
     def timeouts(self) -> StepTimeouts:
         s = self._settings

@@ -31,6 +31,7 @@ class ResolvedNode(BaseModel):
     node: NodeConfig
     model: str | None = None  # llm and agent modes: the model actually used
     timeouts: StepTimeouts = Field(default_factory=StepTimeouts)
+    search_attributes: bool = False  # registered in the namespace: the workflow may set them
 
 
 class Usage(BaseModel):

@@ -21,7 +21,7 @@ from activities.mcp_pool import McpPool
 from activities.mcp_servers import configured_servers
 from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
-from executor import redis_client, temporal_client
+from executor import redis_client, search_attributes, temporal_client
 from executor.config import Settings
 from workflows.node import NodeWorkflow
 
@@ -41,7 +41,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
     redis = redis_client.connect(settings)
     llm = build_client(settings)
     pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
-    resolve = ResolveActivities(redis, settings)
+    resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))
     llm_activities = LlmActivities(llm)
     tools = ToolActivities(pool, timeout=settings.tool_timeout)
     emit = EmitActivities(redis, settings)

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         ToolResult,
         ToolSpec,
     )
+    from executor import search_attributes as sa
     from workflows import policies
     from workflows.agent import AgentFailure, AgentLoop, ContinueAsNew
 
@@ -61,6 +62,7 @@ class NodeWorkflow:
         self._model: str | None = None
         self._item: WorkItem | None = None
         self._agent: AgentLoop | None = None
+        self._search = False  # set search attributes (registered in the namespace)
 
     # -- inspection -------------------------------------------------------------------------
     @workflow.query
@@ -113,6 +115,8 @@ class NodeWorkflow:
             error = f"cancelled by request (Temporal UI or CLI) during {self._step}"
             outcome = self._outcome(item, started, "failed", error=error)
         self._status = outcome.status
+        if self._search:
+            workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome.status)])
         receipt = await workflow.execute_activity(
             "emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT
         )
@@ -127,7 +131,13 @@ class NodeWorkflow:
             "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
         )
         self._mode, self._model = resolved.node.mode, resolved.model
+        self._search = resolved.search_attributes
         workflow.set_current_details(self._details(item))
+        if self._search:
+            workflow.upsert_search_attributes(
+                [sa.GRAPH_ID.value_set(item.graph_id), sa.NODE_ID.value_set(item.node_id), sa.MODE.value_set(self._mode)]
+                + ([sa.MODEL.value_set(self._model)] if self._model else [])
+            )
         self._status = "running"
         deadline = resolved.node.timeout or resolved.timeouts.node_seconds
         remaining = deadline - (workflow.now() - started).total_seconds()
