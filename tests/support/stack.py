@@ -46,10 +46,11 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
 
     # -- processes -------------------------------------------------------------------------
-    def start_infra(self, *, temporal_db: bool = False) -> None:
+    def start_infra(self, *, temporal_db: bool = False, ui_port: int | None = None) -> None:
+        """Temporal (with its Web UI on `ui_port` when given), Redis and the MCP servers."""
         self.procs["temporal"] = start_temporal(
             self.tmp / "temporal" if temporal_db else None,
-            port=self.temporal_port, ui_port=free_port(), sink=self.log, headless=True,
+            port=self.temporal_port, ui_port=ui_port or free_port(), sink=self.log, headless=ui_port is None,
         )
         self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log)
         self.procs["mcp-http"] = Proc("mcp-http", self.mcp_http_argv(), env=self.env(), sink=self.log)
@@ -231,10 +232,12 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, me
     raise AssertionError(f"{message} not met within {timeout}s")
 
 
-def run_stack(tmp: Path, log: IO[str], llm: ScriptedLLM, *, temporal_db: bool = False, **extra_env: str) -> Iterator[Stack]:
+def run_stack(
+    tmp: Path, log: IO[str], llm: ScriptedLLM, *, temporal_db: bool = False, ui_port: int | None = None, **extra_env: str
+) -> Iterator[Stack]:
     stack = Stack(tmp=tmp, log=log, llm=llm, extra_env=extra_env)
     try:
-        stack.start_infra(temporal_db=temporal_db)
+        stack.start_infra(temporal_db=temporal_db, ui_port=ui_port)
         stack.start_service("worker")
         stack.start_service("ingress")
         yield stack
