@@ -19,6 +19,7 @@ from temporalio import activity
 
 from executor import keys
 from executor.faults import fault_point
+from executor.metrics import Metrics
 from executor.config import Settings
 from executor.contract import NodeOutcome, ResultEvent
 from executor.steps import EmitReceipt
@@ -37,9 +38,10 @@ def with_node_result(state: dict[str, Any], outcome: NodeOutcome, completed_at: 
 
 
 class EmitActivities:
-    def __init__(self, redis_client: redis.Redis, settings: Settings):
+    def __init__(self, redis_client: redis.Redis, settings: Settings, metrics: Metrics | None = None):
         self._redis = redis_client
         self._settings = settings
+        self._metrics = metrics or Metrics()
 
     @activity.defn(name="emit_result")
     async def emit_result(self, outcome: NodeOutcome) -> EmitReceipt:
@@ -77,6 +79,7 @@ class EmitActivities:
                 except WatchError:
                     continue  # the orchestrator touched the state between our read and write
             entry_id = results[0].decode() if isinstance(results[0], bytes) else results[0]
+        self._metrics.results.add(1, {"outcome": outcome.status})
         log.info("emitted %s for %s as %s %s", event.type, outcome.workflow_id, stream, entry_id)
         return EmitReceipt(stream=stream, event_id=event.id, entry_id=entry_id)
 

@@ -8,6 +8,7 @@ it never enters workflow inputs, history or logs.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import anthropic
@@ -17,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import LLM_BAD_RESPONSE, LLM_REJECTED, LLM_UNAVAILABLE, fail
 from activities.heartbeat import heartbeating
 from executor.config import Settings
+from executor.metrics import Metrics
 from executor.steps import LlmReply, LlmRequest, Usage
 
 log = logging.getLogger(__name__)
@@ -70,8 +72,9 @@ def _seconds(value: float):  # noqa: ANN202
 
 
 class LlmActivities:
-    def __init__(self, client: anthropic.AsyncAnthropic):
+    def __init__(self, client: anthropic.AsyncAnthropic, metrics: Metrics | None = None):
         self._client = client
+        self._metrics = metrics or Metrics()
 
     @activity.defn(name="call_llm")
     async def call_llm(self, request: LlmRequest) -> LlmReply:
@@ -87,17 +90,27 @@ class LlmActivities:
             kwargs["system"] = request.system
         if request.tools:
             kwargs["tools"] = request.tools
+        began = time.monotonic()
         try:
-            async with heartbeating():
-                response = await self._client.messages.create(**kwargs)
-        except anthropic.APIError as exc:
-            raise classify(exc) from None
-        except ValueError as exc:  # the SDK lets a body that is not JSON through as a decode error
-            raise fail(LLM_BAD_RESPONSE, f"LLM response unusable: not JSON ({exc})") from None
+            try:
+                async with heartbeating():
+                    response = await self._client.messages.create(**kwargs)
+            except anthropic.APIError as exc:
+                raise classify(exc) from None
+            except ValueError as exc:  # the SDK lets a body that is not JSON through as a decode error
+                raise fail(LLM_BAD_RESPONSE, f"LLM response unusable: not JSON ({exc})") from None
+        except ApplicationError as err:
+            self._metrics.llm(request.model, "error", time.monotonic() - began)
+            self._metrics.error("llm", err.type or "unknown")
+            raise
         content = [block.model_dump(exclude_none=True) for block in response.content or []]
         if not content and response.stop_reason not in ("end_turn", "max_tokens", "stop_sequence"):
             raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {response.stop_reason})")
         usage = response.usage
+        self._metrics.llm(
+            request.model, "ok", time.monotonic() - began,
+            (usage.input_tokens or 0) if usage else 0, (usage.output_tokens or 0) if usage else 0,
+        )
         log.info(
             "llm %s: stop %s, %s in / %s out tokens",
             response.model,

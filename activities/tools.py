@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import jsonschema
 from mcp import MCPError
 from mcp.types import CallToolResult, TextContent
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import calculate as calc
 from activities.errors import TOOL_ARGUMENTS, TOOL_UNAVAILABLE, UNKNOWN_TOOL, fail
 from activities.heartbeat import heartbeating
 from activities.mcp_pool import McpPool, ServerUnavailable
+from executor.metrics import Metrics
 from executor.steps import ToolCall, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,10 @@ def tool_output(result: CallToolResult) -> Any:
 
 
 class ToolActivities:
-    def __init__(self, pool: McpPool, timeout: float = 120.0):
+    def __init__(self, pool: McpPool, timeout: float = 120.0, metrics: Metrics | None = None):
         self._pool = pool
         self._timeout = timeout
+        self._metrics = metrics or Metrics()
 
     async def find(self, name: str) -> ToolSpec:
         """Resolve a plain or qualified tool name to a tool on a configured server."""
@@ -100,6 +104,17 @@ class ToolActivities:
 
     @activity.defn(name="call_tool")
     async def call_tool(self, call: ToolCall) -> ToolResult:
+        began = time.monotonic()
+        try:
+            result = await self._call(call)
+        except ApplicationError as err:
+            self._metrics.tool(call.tool, "?", "error", time.monotonic() - began)
+            self._metrics.error("tool", err.type or "unknown")
+            raise
+        self._metrics.tool(call.tool, result.server, "error_result" if result.is_error else "ok", time.monotonic() - began)
+        return result
+
+    async def _call(self, call: ToolCall) -> ToolResult:
         try:
             spec = await self.find(call.tool)
         except ServerUnavailable as exc:

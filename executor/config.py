@@ -49,7 +49,8 @@ class Settings(BaseModel):
 
     max_iterations: int = Field(default=10, ge=1, le=10_000)
     log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"
-    health_port: int = 8081
+    health_port: int = Field(default=8081, ge=0, le=65535)  # 0: no health endpoint
+    metrics_port: int = Field(default=0, ge=0, le=65535)  # 0: no Prometheus endpoint
 
     work_streams: list[str] = Field(
         default_factory=lambda: ["executor.work", "dago:events:executor.work"]

@@ -40,14 +40,16 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             env.update(LLM_BASE_URL=llm.base_url, LLM_API_KEY="offline", LLM_MODEL="echo-offline")
             print(f"[dev] no LLM_API_KEY: LLM calls go to the offline scripted LLM at {llm.base_url} (model echo-offline)")
         for n in range(args.workers):
-            worker_env = {**env, "WORKER_ID": f"{settings.worker_id}-w{n + 1}"}
+            worker_env = {**env, "WORKER_ID": f"{settings.worker_id}-w{n + 1}", "HEALTH_PORT": str(8081 + n), "METRICS_PORT": str(9464 + n)}
             started.append(Proc(f"worker-{n + 1}" if args.workers > 1 else "worker", [sys.executable, "-m", "executor", "worker"], env=worker_env))
-        started.append(Proc("ingress", [sys.executable, "-m", "executor", "ingress"], env=env))
+        ingress_env = {**env, "WORKER_ID": f"{settings.worker_id}-ingress", "HEALTH_PORT": "8090", "METRICS_PORT": "9474"}
+        started.append(Proc("ingress", [sys.executable, "-m", "executor", "ingress"], env=ingress_env))
         print(
             f"[dev] Temporal UI: http://127.0.0.1:{args.ui_port}  ·  Temporal: 127.0.0.1:{args.temporal_port}"
             f"  ·  Redis: 127.0.0.1:{args.redis_port}  ·  data: {data}\n"
             f"[dev] try: .venv/bin/python -m executor submit "
             "'{\"config\": {\"tool_name\": \"calculate\", \"tool_params\": {\"expression\": \"2*(3+4)\"}}}'\n"
+            "[dev] health: http://127.0.0.1:8081/ready (worker), http://127.0.0.1:8090/ready (ingress); metrics on /metrics\n"
             "[dev] Ctrl-C stops everything",
             flush=True,
         )

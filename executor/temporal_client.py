@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from executor.config import Settings
 
@@ -22,6 +23,14 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     options.setdefault("target_host", settings.temporal_address)
     options.setdefault("namespace", settings.temporal_namespace)
     return options
+
+
+def runtime(settings: Settings) -> Runtime:
+    """The SDK runtime; with `METRICS_PORT` it serves Prometheus metrics (SDK's and ours)."""
+    if not settings.metrics_port:
+        return Runtime(telemetry=TelemetryConfig())
+    prometheus = PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}", durations_as_seconds=True)
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 async def connect(settings: Settings, **extra: Any) -> Client:

@@ -12,7 +12,6 @@ import signal
 import socket
 from datetime import timedelta
 
-from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.emit import EmitActivities
@@ -23,6 +22,8 @@ from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
 from executor import redis_client, search_attributes, temporal_client
 from executor.config import Settings
+from executor.health import HealthServer
+from executor.metrics import Metrics
 from workflows.node import NodeWorkflow
 
 log = logging.getLogger(__name__)
@@ -36,15 +37,17 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | None = None) -> None:
-    client = client or await temporal_client.connect(settings)
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    runtime = temporal_client.runtime(settings)
+    client = await temporal_client.connect(settings, runtime=runtime)
+    metrics = Metrics(runtime.metric_meter)
     redis = redis_client.connect(settings)
     llm = build_client(settings)
     pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
     resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))
-    llm_activities = LlmActivities(llm)
-    tools = ToolActivities(pool, timeout=settings.tool_timeout)
-    emit = EmitActivities(redis, settings)
+    llm_activities = LlmActivities(llm, metrics)
+    tools = ToolActivities(pool, timeout=settings.tool_timeout, metrics=metrics)
+    emit = EmitActivities(redis, settings, metrics)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -61,8 +64,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event, client: Client | N
         settings.temporal_namespace,
         ", ".join(pool.servers) or "none",
     )
+    async def polling() -> None:
+        if not worker.is_running:
+            raise RuntimeError("worker is not polling")
+
+    checks = {"temporal": client.service_client.check_health, "redis": redis.ping, "worker": polling}
     try:
-        async with worker:
+        async with HealthServer(settings.health_port, checks, settings.metrics_port), worker:
             await stop.wait()
             log.info("worker stopping: draining in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
     finally:

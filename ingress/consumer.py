@@ -25,6 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from executor.config import Settings
+from executor.metrics import Metrics
 from executor.contract import MalformedEntry, ResultEvent, WorkItem, parse_work_entry
 from executor.steps import NodeInput
 from workflows.node import NodeWorkflow
@@ -79,15 +80,14 @@ class StartRefused(Exception):
 
 
 class Ingress:
-    def __init__(self, redis_client: redis.Redis, temporal: Client, settings: Settings):
+    def __init__(self, redis_client: redis.Redis, temporal: Client, settings: Settings, metrics: Metrics | None = None):
         self._redis = redis_client
         self._temporal = temporal
         self._settings = settings
+        self._metrics = metrics or Metrics()
+        self.last_loop = 0.0  # loop time of the last completed iteration (readiness)
         self._group = settings.consumer_group
         self._consumer = settings.worker_id
-        self.started = 0
-        self.duplicates = 0
-        self.dead_lettered = 0
         self._reclaim_cursor: dict[str, str] = {}
 
     async def ensure_groups(self) -> None:
@@ -125,9 +125,11 @@ class Ingress:
                 elif loop_time >= next_reclaim:
                     next_reclaim = loop_time + self._settings.reclaim_interval_ms / 1000
                     batch = await self.reclaim()
+                    await self.measure_streams()
                 else:
                     batch = await self.read(pending=False)
                 held = await self.process(batch)
+                self.last_loop = asyncio.get_running_loop().time()
             except (OSError, redis.RedisError, RPCError) as exc:
                 log.warning("ingress: %s; retrying in %.1fs", exc, backoff.delay)
                 groups_ready = groups_ready and "NOGROUP" not in str(exc)
@@ -179,8 +181,20 @@ class Ingress:
         )
         return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
+    async def measure_streams(self) -> None:
+        """Lag (not yet delivered) and pending (delivered, not acked) per stream, as gauges."""
+        for stream in self._settings.work_streams:
+            for group in await self._redis.xinfo_groups(stream):
+                if _text(group["name"]) == self._group:
+                    labels = {"stream": stream}
+                    self._metrics.stream_pending.set(int(group.get("pending") or 0), labels)
+                    if group.get("lag") is not None:  # Redis 7+
+                        self._metrics.stream_lag.set(int(group["lag"]), labels)
+
     async def process(self, batch: list[_Entry]) -> list[_Entry]:
         """Handle a batch concurrently, ack what is done, return what must be retried."""
+        if batch:
+            self._metrics.entries_read.add(len(batch))
         verdicts = await asyncio.gather(*(self.handle(entry) for entry in batch))
         to_ack: dict[str, list[str]] = {}
         for entry, verdict in zip(batch, verdicts):
@@ -211,6 +225,7 @@ class Ingress:
             await self.dead_letter(entry, str(refused), item.graph_id, item.node_id)
             return _Verdict.DONE
         except RPCError as exc:
+            self._metrics.start_failures.add(1)
             log.warning("could not start %s (%s); will retry", item.workflow_id, exc)
             return _Verdict.RETRY
         return _Verdict.ACK
@@ -227,10 +242,10 @@ class Ingress:
                 static_summary=f"graph {item.graph_id} · node {item.node_id}",
                 static_details=f"from {item.stream} entry {item.entry_id} ({item.envelope} envelope)",
             )
-            self.started += 1
+            self._metrics.workflows_started.add(1)
             log.info("started %s", item.workflow_id)
         except WorkflowAlreadyStartedError:
-            self.duplicates += 1
+            self._metrics.duplicates.add(1)
             log.info("duplicate of finished %s ignored", item.workflow_id)
         except RPCError as exc:
             if exc.status in _PERMANENT_START_ERRORS:
@@ -266,5 +281,5 @@ class Ingress:
                 pipe.xadd(self._settings.result_stream("failed"), {"data": event.model_dump_json()})
             pipe.xack(stream, self._group, entry_id)
             await pipe.execute()
-        self.dead_lettered += 1
+        self._metrics.dead_lettered.add(1)
         log.warning("dead-lettered %s %s: %s", stream, entry_id, reason)

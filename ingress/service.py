@@ -7,17 +7,21 @@ import logging
 
 from executor import redis_client, temporal_client
 from executor.config import Settings
+from executor.health import HealthServer
+from executor.metrics import Metrics
+from temporalio.client import Client
+from temporalio.runtime import Runtime
 from ingress.consumer import Ingress
 
 log = logging.getLogger(__name__)
 
 
-async def connect_temporal(settings: Settings, stop: asyncio.Event):  # noqa: ANN201
+async def connect_temporal(settings: Settings, stop: asyncio.Event, runtime: Runtime) -> Client:
     """Keep trying until the Temporal server answers (it may start after us)."""
     delay = 0.5
     while True:
         try:
-            return await temporal_client.connect(settings)
+            return await temporal_client.connect(settings, runtime=runtime)
         except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
             if stop.is_set():
                 raise
@@ -27,10 +31,20 @@ async def connect_temporal(settings: Settings, stop: asyncio.Event):  # noqa: AN
 
 
 async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
-    temporal = await connect_temporal(settings, stop)
+    runtime = temporal_client.runtime(settings)
+    temporal = await connect_temporal(settings, stop, runtime)
     redis = redis_client.connect(settings)
+    ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter))
+
+    async def consuming() -> None:
+        stalled = asyncio.get_running_loop().time() - ingress.last_loop
+        if stalled > settings.ingress_block_ms / 1000 + 10:
+            raise RuntimeError(f"consumer loop stalled for {stalled:.0f}s")
+
+    checks = {"temporal": temporal.service_client.check_health, "redis": redis.ping, "consumer": consuming}
     try:
-        await Ingress(redis, temporal, settings).run(stop)
+        async with HealthServer(settings.health_port, checks, settings.metrics_port):
+            await ingress.run(stop)
     finally:
         await redis.aclose()
     log.info("ingress stopped")

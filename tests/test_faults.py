@@ -105,20 +105,26 @@ def test_two_ingress_replicas_and_duplicate_deliveries(fs: Stack) -> None:
 def test_redis_stopped_and_restarted_while_work_flows(fs: Stack) -> None:
     before = submit_many(fs, 5)
     fs.procs.pop("redis").stop()  # SIGTERM: the AOF is flushed
-    time.sleep(2)
+    for service in ("worker", "ingress"):  # readiness follows the dependency
+        status, body = wait_until(lambda s=service: (r := fs.http_get(s, "/ready"))[0] == 503 and r, message="not ready")
+        assert json.loads(body)["checks"]["redis"] != "ok" and json.loads(body)["checks"]["temporal"] == "ok"
     fs.procs["redis"] = start_redis(fs.tmp / "redis", port=fs.redis_port, sink=fs.log)
     after = submit_many(fs, 5)
     assert_exactly_one_each(fs, before + after, timeout=90)
+    assert wait_until(lambda: fs.http_get("worker", "/ready")[0] == 200, message="ready again")
     assert fs.procs["worker"].alive() and fs.procs["ingress"].alive()
 
 
 def test_temporal_down_entries_stay_pending_then_complete(fs: Stack) -> None:
     fs.procs.pop("temporal").kill()
     graphs = submit_many(fs, 5)
-    time.sleep(2)
+    status, body = wait_until(lambda: (r := fs.http_get("ingress", "/ready"))[0] == 503 and r, message="ingress not ready")
+    assert json.loads(body)["checks"]["temporal"] != "ok"
+    time.sleep(1)
     assert fs.unacked() == 5 and not any(fs.events(g) for g in graphs)  # nothing acked unstarted
     fs.procs["temporal"] = start_temporal(fs.tmp / "temporal", port=fs.temporal_port, sink=fs.log, headless=True)
     assert_exactly_one_each(fs, graphs, timeout=90)
+    assert wait_until(lambda: fs.http_get("ingress", "/ready")[0] == 200, message="ready again")
 
 
 def test_restart_of_everything_under_load(fs: Stack) -> None:

@@ -43,6 +43,7 @@ class Stack:
     everything_port: int = field(default_factory=free_port)
     task_queue: str = field(default_factory=lambda: f"tests-{uuid.uuid4().hex[:6]}")
     procs: dict[str, Proc] = field(default_factory=dict)
+    ports: dict[str, dict[str, int]] = field(default_factory=dict)  # per service: health, metrics
     extra_env: dict[str, str] = field(default_factory=dict)
 
     # -- processes -------------------------------------------------------------------------
@@ -102,9 +103,25 @@ class Stack:
 
     def start_service(self, kind: str, name: str | None = None, **env: str) -> Proc:
         name = name or kind
+        ports = self.ports.setdefault(name, {"health": free_port(), "metrics": free_port()})
+        env = {"HEALTH_PORT": str(ports["health"]), "METRICS_PORT": str(ports["metrics"]), **env}
         proc = Proc(name, [sys.executable, "-m", "executor", kind], env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
         self.procs[name] = proc
         return proc
+
+    def http_get(self, service: str, path: str) -> tuple[int, str]:
+        """GET on a service's health port: (status, body); (0, reason) when nothing answers."""
+        import urllib.error
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.ports[service]['health']}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError as exc:
+            return 0, str(exc)
 
     def restart(self, name: str, *, kill: bool = True) -> Proc:
         old = self.procs[name]
