@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        logs.setup(settings.log_level, args.command)
+        logs.setup(settings.log_level, args.command, secrets=settings.secret_values())
         if args.command in ("worker", "ingress"):
             return _run_service(args.command, settings)
         if args.command == "dev":

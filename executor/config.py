@@ -80,6 +80,19 @@ class Settings(BaseModel):
     def _level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    def secret_values(self) -> list[str]:
+        """Values never to print: the API key, the Redis password, MCP env and header values."""
+        values = [self.llm_api_key.get_secret_value(), self.redis_pass.get_secret_value()]
+        if self.mcp_config:
+            from activities.mcp_servers import load_mcp_config
+
+            try:
+                for server in load_mcp_config(self.mcp_config):
+                    values += [*server.env.values(), *server.headers.values()]
+            except ContractError:
+                pass  # reported when the worker loads it
+        return [v for v in values if v]
+
     def result_stream(self, status: str) -> str:
         """Where a result goes; failures too go to `completed` for unmodified orchestrators."""
         if status == "completed" or self.report_failures_on_completed:

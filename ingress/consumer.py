@@ -50,6 +50,10 @@ class _Entry:
     deliveries: int = 1
 
 
+def _ids(item: WorkItem) -> dict[str, str]:
+    return {"graph_id": item.graph_id, "node_id": item.node_id, "workflow_id": item.workflow_id}
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -226,7 +230,7 @@ class Ingress:
             return _Verdict.DONE
         except RPCError as exc:
             self._metrics.start_failures.add(1)
-            log.warning("could not start %s (%s); will retry", item.workflow_id, exc)
+            log.warning("could not start %s (%s); will retry", item.workflow_id, exc, extra=_ids(item))
             return _Verdict.RETRY
         return _Verdict.ACK
 
@@ -243,10 +247,10 @@ class Ingress:
                 static_details=f"from {item.stream} entry {item.entry_id} ({item.envelope} envelope)",
             )
             self._metrics.workflows_started.add(1)
-            log.info("started %s", item.workflow_id)
+            log.info("started %s", item.workflow_id, extra=_ids(item))
         except WorkflowAlreadyStartedError:
             self._metrics.duplicates.add(1)
-            log.info("duplicate of finished %s ignored", item.workflow_id)
+            log.info("duplicate of finished %s ignored", item.workflow_id, extra=_ids(item))
         except RPCError as exc:
             if exc.status in _PERMANENT_START_ERRORS:
                 raise StartRefused(f"workflow start refused: {exc.message}") from exc
@@ -282,4 +286,5 @@ class Ingress:
             pipe.xack(stream, self._group, entry_id)
             await pipe.execute()
         self._metrics.dead_lettered.add(1)
-        log.warning("dead-lettered %s %s: %s", stream, entry_id, reason)
+        ids = {"stream": stream, "entry_id": entry_id, "graph_id": graph_id, "node_id": node_id}
+        log.warning("dead-lettered %s %s: %s", stream, entry_id, reason, extra={k: v for k, v in ids.items() if v})

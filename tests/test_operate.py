@@ -49,3 +49,60 @@ def test_metrics_endpoint_reports_a_real_run(stack: Stack, llm) -> None:
     started = sum(float(line.rsplit(" ", 1)[1]) for line in ingress if line.startswith("dago_executor_ingress_workflows_started"))
     assert started >= 2
     assert any(line.startswith("dago_executor_stream_pending") for line in ingress)
+
+
+def _log_lines(path) -> list[dict]:
+    lines = []
+    for raw in path.read_text(errors="replace").splitlines():
+        _, _, rest = raw.partition("] ")
+        if rest.startswith("{"):
+            try:
+                lines.append(json.loads(rest))
+            except json.JSONDecodeError:
+                pass
+    return lines
+
+
+def test_json_logs_carry_the_ids_operators_search_by(stack: Stack) -> None:
+    from tests.conftest import ARTIFACTS
+
+    graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "3*3"}})
+    wid = stack.wait_event(graph, node)["data"]["workflow_id"]
+
+    def mine() -> list[dict]:
+        return [line for line in _log_lines(ARTIFACTS / "stack.log") if line.get("graph_id") == graph]
+
+    lines = wait_until(lambda: len(mine()) >= 3 and mine(), message="log lines of the node")
+    activity_lines = [line for line in lines if line.get("activity_type")]
+    assert {line["activity_type"] for line in activity_lines} >= {"resolve_node", "emit_result"}
+    for line in activity_lines:
+        assert line["workflow_id"] == wid and line["node_id"] == node and line["attempt"] == 1
+        assert line["level"] in ("info", "warning") and line["ts"] and line["logger"]
+    assert any(line["logger"] == "ingress.consumer" and line["msg"].startswith("started") for line in lines)
+
+
+def test_secrets_never_reach_history_results_or_logs(stack: Stack, llm) -> None:
+    import hashlib
+
+    from tests.conftest import ARTIFACTS
+    from tests.support.stack import API_KEY, MCP_ENV_SECRET, MCP_HEADER_SECRET
+
+    model = f"claude-secret-{uuid.uuid4().hex[:6]}"
+    from executor.scripted_llm import tool_use
+
+    llm.script(model, tool_use(("mcp__secured__whoami", {}), ("mcp__stdio__whoami", {})), text("checked"))
+    graph, node, wid = stack.submit_agent({"llm_config": {"model": model}, "tools": ["mcp__secured__whoami", "mcp__stdio__whoami"]})
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed"
+    # The secrets were in use: the servers received them...
+    calls = stack.mcp_calls("whoami")
+    assert hashlib.sha256(f"Bearer {MCP_HEADER_SECRET}".encode()).hexdigest() in {c["auth_sha256"] for c in calls}
+    assert hashlib.sha256(MCP_ENV_SECRET.encode()).hexdigest() in {c["token_sha256"] for c in calls}
+    assert llm.requests(model)[0].headers.get("authorization") == f"Bearer {API_KEY}"
+    # ...and appear nowhere else.
+    history = stack.temporal(lambda c: c.get_workflow_handle(wid).fetch_history()).to_json()
+    logs = (ARTIFACTS / "stack.log").read_text(errors="replace")
+    for secret in (API_KEY, MCP_HEADER_SECRET, MCP_ENV_SECRET):
+        assert secret not in history
+        assert secret not in json.dumps(event)
+        assert secret not in logs

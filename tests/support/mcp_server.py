@@ -7,13 +7,14 @@ can count executions across processes and restarts.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 import time
 
 import anyio
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents
 from pydantic import BaseModel
 
@@ -93,6 +94,20 @@ async def gate(name: str) -> str:
         await anyio.sleep(0.05)
     record("gate", name=name)
     return f"gate {name} passed"
+
+
+@server.tool()
+def whoami(ctx: Context) -> str:
+    """Which credentials reached the server (recorded as a hash, never in clear)."""
+    headers = ctx.headers or {}
+    auth = headers.get("authorization", "")
+    record("whoami", auth_sha256=hashlib.sha256(auth.encode()).hexdigest() if auth else None, token_sha256=_env_hash("MCP_TOKEN"))
+    return "credentials checked"
+
+
+def _env_hash(name: str) -> str | None:
+    value = os.environ.get(name)
+    return hashlib.sha256(value.encode()).hexdigest() if value else None
 
 
 @server.tool()

@@ -30,6 +30,8 @@ DEAD = "executor.work.dead"
 WORK = "executor.work"
 ORCHESTRATOR_WORK = "dago:events:executor.work"
 API_KEY = "sk-test-" + uuid.uuid4().hex
+MCP_HEADER_SECRET = "hdr-secret-" + uuid.uuid4().hex
+MCP_ENV_SECRET = "env-secret-" + uuid.uuid4().hex
 
 
 @dataclass
@@ -68,9 +70,10 @@ class Stack:
         """The desktop clients' format; the stdio server gets its env from here, not from us."""
         path = self.tmp / "mcp.json"
         if not path.exists():
-            env = {"MCP_CALL_LOG": str(self.mcp_log), "MCP_GATE_DIR": str(self.tmp)}
+            env = {"MCP_CALL_LOG": str(self.mcp_log), "MCP_GATE_DIR": str(self.tmp), "MCP_TOKEN": MCP_ENV_SECRET}
             config = {"mcpServers": {
                 "stdio": {"command": sys.executable, "args": [str(MCP_SERVER)], "env": env},
+                "secured": {"url": f"http://127.0.0.1:{self.mcp_http_port}/mcp", "headers": {"Authorization": f"Bearer {MCP_HEADER_SECRET}"}},
                 "time": {"command": str(TIME_SERVER), "args": ["--local-timezone", "UTC"]},
             }}
             path.write_text(json.dumps(config))
