@@ -14,6 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+from temporalio.service import RPCError
+
 from executor import logs
 from executor.config import Settings
 from executor.contract import ContractError
@@ -104,6 +107,19 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--redis-port", type=int, default=6379)
     dev.add_argument("--workers", type=int, default=1, help="worker processes to run")
     dev.add_argument("--scripted-llm", action="store_true", help="answer LLM calls offline with the scripted server (echo models)")
+    st = sub.add_parser("status", help="Temporal and Redis reachability, streams, pending, lag, dead letters, running nodes")
+    st.add_argument("--json", action="store_true")
+    t = sub.add_parser("tail", help="follow result events")
+    t.add_argument("--from-start", action="store_true", help="print the existing events first")
+    t.add_argument("--count", type=int, default=None, help="stop after this many events")
+    t.add_argument("--json", action="store_true")
+    sh = sub.add_parser("show", help="a node's state, progress and result")
+    sh.add_argument("workflow_id")
+    c = sub.add_parser("cancel", help="cancel a node (it reports node.failed)")
+    c.add_argument("workflow_id")
+    dl = sub.add_parser("dead-letters", help="list dead-lettered entries, or requeue them after a fix")
+    dl.add_argument("--requeue", nargs="*", default=[], metavar="ID", help="dead-letter entry ids to put back")
+    dl.add_argument("--all", action="store_true", help="requeue every dead letter")
     a = sub.add_parser("approvals", help="list tool calls of an agent node waiting for approval")
     a.add_argument("workflow_id")
     for verb in ("approve", "reject"):
@@ -130,8 +146,19 @@ def main(argv: list[str] | None = None) -> int:
             from executor.dev import run_dev
 
             return run_dev(args, settings)
-        if args.command in ("approvals", "approve", "reject"):
+        if args.command in ("status", "tail", "show", "cancel", "dead-letters", "approvals", "approve", "reject"):
             from executor import operate
+
+            if args.command == "status":
+                return asyncio.run(operate.status(settings, args.json))
+            if args.command == "tail":
+                return asyncio.run(operate.tail(settings, args.from_start, args.count, args.json))
+            if args.command == "show":
+                return asyncio.run(operate.show(settings, args.workflow_id))
+            if args.command == "cancel":
+                return asyncio.run(operate.cancel(settings, args.workflow_id))
+            if args.command == "dead-letters":
+                return asyncio.run(operate.dead_letters(settings, args.requeue, args.all))
 
             if args.command == "approvals":
                 return asyncio.run(operate.approvals(settings, args.workflow_id))
@@ -145,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (RedisError, RPCError, RuntimeError) as exc:  # a service unreachable: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -1,14 +1,16 @@
-"""Operator commands that talk to Temporal: list, approve and reject tool calls waiting for a human."""
+"""Operator commands: status, tail, show, cancel, dead letters, and the approval of tool calls."""
 
 from __future__ import annotations
 
 import json
 
+from redis.exceptions import RedisError, ResponseError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from executor import temporal_client
+from executor import redis_client, temporal_client
 from executor.config import Settings
+from executor.contract import NodeOutcome
 from executor.steps import ApprovalDecision
 
 EXIT_FAILED = 1
@@ -39,3 +41,157 @@ async def decide(settings: Settings, workflow_id: str, call_id: str, approve: bo
         return EXIT_FAILED
     print(f"{call_id}: {verdict}")
     return 0
+
+
+# -- status, tail, show, cancel, dead letters -------------------------------------------------
+
+
+async def status(settings: Settings, as_json: bool = False) -> int:
+    """Is everything reachable, and how much work is where."""
+    report: dict[str, object] = {}
+    redis = redis_client.connect(settings)
+    try:
+        try:
+            await redis.ping()
+            report["redis"] = "ok"
+            streams = {}
+            for stream in settings.work_streams:
+                info: dict[str, object] = {"length": await redis.xlen(stream)}
+                try:
+                    for group in await redis.xinfo_groups(stream):
+                        if _text(group["name"]) == settings.consumer_group:
+                            info.update(pending=group["pending"], lag=group.get("lag"), consumers=group["consumers"])
+                except ResponseError:
+                    info["group"] = "missing"
+                streams[stream] = info
+            report["streams"] = streams
+            report["dead_letters"] = await redis.xlen(settings.dead_letter_stream)
+        except (RedisError, OSError) as exc:
+            report["redis"] = f"unreachable: {exc}"
+    finally:
+        await redis.aclose()
+    try:
+        client = await temporal_client.connect(settings)
+        await client.service_client.check_health()
+        report["temporal"] = "ok"
+        running = await client.count_workflows("WorkflowType = 'NodeWorkflow' AND ExecutionStatus = 'Running'")
+        report["running_nodes"] = running.count
+    except (RuntimeError, RPCError) as exc:
+        report["temporal"] = f"unreachable: {exc}"
+    healthy = report.get("redis") == "ok" and report.get("temporal") == "ok"
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0 if healthy else EXIT_FAILED
+    print(f"temporal      {report['temporal']} ({settings.temporal_address}, namespace {settings.temporal_namespace})")
+    print(f"redis         {report['redis']} ({settings.redis_addr})")
+    for stream, info in (report.get("streams") or {}).items():  # type: ignore[union-attr]
+        print(f"stream        {stream}: length {info.get('length')}, pending {info.get('pending', '-')}, lag {info.get('lag', '-')}, consumers {info.get('consumers', '-')}")
+    if "dead_letters" in report:
+        print(f"dead letters  {report['dead_letters']} in {settings.dead_letter_stream}")
+    if "running_nodes" in report:
+        print(f"running nodes {report['running_nodes']}")
+    return 0 if healthy else EXIT_FAILED
+
+
+def _summary(event: dict) -> str:
+    data = event.get("data") or {}
+    detail = f"error: {data['error']}" if "error" in data else f"output: {json.dumps(data.get('output'), ensure_ascii=False)}"
+    if len(detail) > 200:
+        detail = detail[:197] + "..."
+    return f"{event.get('timestamp')} {event.get('type')} {event.get('graph_id')}/{event.get('node_id')} {detail}"
+
+
+async def tail(settings: Settings, from_start: bool, count: int | None, as_json: bool) -> int:
+    """Follow result events as they are written."""
+    redis = redis_client.connect(settings)
+    streams = list(dict.fromkeys([settings.completed_stream, settings.failed_stream]))
+    cursor = {s: "0-0" if from_start else "$" for s in streams}
+    seen = 0
+    try:
+        while count is None or seen < count:
+            for raw_stream, entries in await redis.xread(cursor, block=1000) or []:
+                for entry_id, fields in entries:
+                    cursor[_text(raw_stream)] = _text(entry_id)
+                    event = json.loads(fields[b"data"])
+                    print(json.dumps(event, ensure_ascii=False) if as_json else _summary(event), flush=True)
+                    seen += 1
+    finally:
+        await redis.aclose()
+    return 0
+
+
+async def show(settings: Settings, workflow_id: str) -> int:
+    """A node's state, progress and result."""
+    client = await temporal_client.connect(settings)
+    handle = client.get_workflow_handle(workflow_id, result_type=NodeOutcome)
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        print(f"error: {exc.message}")
+        return EXIT_FAILED
+    report: dict[str, object] = {
+        "workflow_id": workflow_id,
+        "run_id": described.run_id,
+        "status": described.status.name if described.status else None,
+        "summary": await described.static_summary(),
+        "started": described.start_time,
+        "closed": described.close_time,
+    }
+    if described.status and described.status.name == "RUNNING":
+        report["progress"] = await handle.query("progress")
+    elif described.status and described.status.name == "COMPLETED":
+        report["outcome"] = (await handle.result()).model_dump(mode="json")
+    print(json.dumps(report, indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
+async def cancel(settings: Settings, workflow_id: str) -> int:
+    client = await temporal_client.connect(settings)
+    try:
+        await client.get_workflow_handle(workflow_id).cancel()
+    except RPCError as exc:
+        print(f"error: {exc.message}")
+        return EXIT_FAILED
+    print(f"cancellation requested for {workflow_id}; the node will report node.failed")
+    return 0
+
+
+async def dead_letters(settings: Settings, requeue: list[str], requeue_all: bool) -> int:
+    """List dead-lettered entries, or put them back on their stream after a fix."""
+    redis = redis_client.connect(settings)
+    try:
+        entries = await redis.xrange(settings.dead_letter_stream)
+        if not requeue and not requeue_all:
+            for entry_id, fields in entries:
+                f = {_text(k): _text(v) if isinstance(v, bytes) and _utf8(v) else v for k, v in fields.items()}
+                print(f"{_text(entry_id)}  {f.get('stream')} {f.get('entry_id')}  {f.get('reason')}")
+            if not entries:
+                print("no dead letters")
+            return 0
+        chosen = [(eid, f) for eid, f in entries if requeue_all or _text(eid) in requeue]
+        missing = set(requeue) - {_text(eid) for eid, _ in chosen}
+        if missing:
+            print(f"error: no dead letter {', '.join(sorted(missing))}")
+            return EXIT_FAILED
+        for entry_id, fields in chosen:
+            stream = _text(fields[b"stream"])
+            async with redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(stream, {"data": fields.get(b"data", b"")})
+                pipe.xdel(settings.dead_letter_stream, entry_id)
+                new_id, _ = await pipe.execute()
+            print(f"requeued {_text(entry_id)} to {stream} as {_text(new_id)}")
+        return 0
+    finally:
+        await redis.aclose()
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+        return True
+    except UnicodeDecodeError:
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import subprocess
 import sys
 import uuid
@@ -52,3 +53,81 @@ def test_approvals_listed_and_decided_from_the_cli(stack: Stack, llm) -> None:
     decided = cli(stack, "approve", wid, call_id)
     assert decided.returncode == 0 and decided.stdout.strip() == f"{call_id}: approved"
     assert stack.wait_event(graph, node)["data"]["output"]["result"] == "25"
+
+
+def test_status_reports_reachability_streams_and_running_nodes(stack: Stack) -> None:
+    done = cli(stack, "status", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["temporal"] == "ok" and report["redis"] == "ok"
+    assert set(report["streams"]) == {"executor.work", "dago:events:executor.work"}
+    assert report["streams"]["executor.work"]["length"] >= 1 and "pending" in report["streams"]["executor.work"]
+    assert isinstance(report["running_nodes"], int) and isinstance(report["dead_letters"], int)
+    plain = cli(stack, "status")
+    assert plain.returncode == 0 and "temporal      ok" in plain.stdout and "running nodes" in plain.stdout
+
+
+def test_status_exits_non_zero_when_redis_is_unreachable(stack: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "executor", "status", "--json"], env={**stack.env(), "REDIS_ADDR": "127.0.0.1:1"},
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1 and json.loads(done.stdout)["redis"].startswith("unreachable")
+
+
+def test_tail_follows_result_events(stack: Stack) -> None:
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "executor", "tail", "--count", "1"], env=stack.env(), cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)  # tail starts at the end of the streams
+    graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "6*7"}})
+    out, _ = follower.communicate(timeout=60)
+    assert follower.returncode == 0
+    assert f"node.completed {graph}/{node} output: 42" in out
+
+
+def test_show_and_cancel_a_running_node(stack: Stack) -> None:
+    gate = stack.gate(f"gate-{uuid.uuid4().hex[:6]}")
+    graph, node, wid = stack.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
+    wait_until(lambda: [c for c in stack.mcp_calls("gate_started") if c["name"] == gate.name], message="in flight")
+    shown = json.loads(cli(stack, "show", wid).stdout)
+    assert shown["status"] == "RUNNING" and shown["progress"]["mode"] == "tool" and shown["summary"] == f"graph {graph} · node {node}"
+    done = cli(stack, "cancel", wid)
+    assert done.returncode == 0
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed" and event["data"]["error"].startswith("cancelled by request")
+    gate.unlink()
+    closed = json.loads(cli(stack, "show", wid).stdout)
+    assert closed["status"] == "CANCELED"
+
+
+def test_show_a_completed_node_prints_its_outcome(stack: Stack) -> None:
+    graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "2**5"}})
+    wid = stack.wait_event(graph, node)["data"]["workflow_id"]
+    shown = json.loads(cli(stack, "show", wid).stdout)
+    assert shown["status"] == "COMPLETED" and shown["outcome"]["output"] == 32 and shown["outcome"]["status"] == "completed"
+
+
+def test_dead_letters_listed_and_requeued_after_a_fix(stack: Stack) -> None:
+    graph = f"g-{uuid.uuid4().hex[:8]}"
+    bad = {"graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "1+1"}}, "dependencies": "not-a-list"}
+    stack.submit(bad)
+    event = stack.wait_event(graph, "n1")
+    assert event["type"] == "node.failed" and "dependencies" in event["data"]["error"]
+    listed = cli(stack, "dead-letters")
+    [line] = [l for l in listed.stdout.splitlines() if "dependencies" in l and l.split()[0] in {d for d in _dead_ids(stack, graph)}]
+    dead_id = line.split()[0]
+    # the fix: the producer corrects the entry in place (here: by hand), then it is requeued
+    fixed = {**bad, "dependencies": []}
+    stack.redis.xadd("executor.work.dead", {"stream": "executor.work", "data": json.dumps(fixed), "reason": "fixed by hand"})
+    stack.redis.xdel("executor.work.dead", dead_id)
+    fixed_id = _dead_ids(stack, graph)[0]
+    done = cli(stack, "dead-letters", "--requeue", fixed_id)
+    assert done.returncode == 0 and f"requeued {fixed_id} to executor.work" in done.stdout
+    wait_until(lambda: any(e["type"] == "node.completed" for e in stack.events(graph, "n1")), message="completed after requeue")
+    assert fixed_id not in _dead_ids(stack, graph)
+    assert cli(stack, "dead-letters", "--requeue", "0-1").returncode == 1
+
+
+def _dead_ids(stack: Stack, graph: str) -> list[str]:
+    return [eid for eid, f in stack.redis.xrange("executor.work.dead") if graph in f.get("data", "")]
