@@ -202,7 +202,9 @@ class Stack:
         return self.pending(stream, group) + undelivered
 
     def dead_letters(self) -> list[dict[str, str]]:
-        return [fields for _, fields in self.redis.xrange(DEAD)]
+        """Dead-letter entries, decoded leniently (they may hold bytes that are not UTF-8)."""
+        raw = redis.Redis(port=self.redis_port).xrange(DEAD)
+        return [{k.decode(): v.decode(errors="replace") for k, v in fields.items()} for _, fields in raw]
 
     def mcp_calls(self, tool: str | None = None) -> list[dict[str, Any]]:
         if not self.mcp_log.exists():

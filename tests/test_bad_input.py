@@ -1,0 +1,116 @@
+"""Bad input, through the real ingress and worker: every kind ends in a clear `node.failed`, or in
+a dead-letter entry with its reason when no graph and node ids can be recovered; the entry is
+acked and the worker carries on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.support.stack import ORCHESTRATOR_WORK, WORK, Stack, wait_until
+
+G = "{graph}"  # replaced by a fresh graph id per case
+
+
+def envelope(config: object, **extra: object) -> dict:
+    return {"graph_id": G, "node_id": "n1", "node_type": "executor", "config": config, **extra}
+
+
+def agent(**fields: object) -> dict:
+    return envelope({"llm_config": {"model": "echo-x"}, "tools": ["calculate"], **fields})
+
+
+# (case id, entry data (str/bytes raw, or a document), expected: ("failed", text) | ("dead", text))
+CASES: list[tuple[str, object, tuple[str, str]]] = [
+    ("not_json", "{graph_id: oops", ("dead", "data is not JSON")),
+    ("json_not_object", "[1, 2, 3]", ("dead", "data must be a JSON object, got list")),
+    ("json_string", '"just a string"', ("dead", "data must be a JSON object, got str")),
+    ("invalid_utf8", b"\xff\xfe\xfd{", ("dead", "data is not valid UTF-8")),
+    ("missing_graph_id", {"node_id": "n1", "config": {}}, ("dead", "work item: graph_id: Field required")),
+    ("empty_node_id", {"graph_id": G, "node_id": "", "config": {}}, ("dead", "work item: node_id: String should have at least 1 character")),
+    ("graph_id_not_string", {"graph_id": 12, "node_id": "n1", "config": {}}, ("dead", "work item: graph_id: Input should be a valid string")),
+    ("config_not_object", envelope("tool_name=calculate"), ("failed", "malformed work item: work item: config: Input should be a valid dictionary")),
+    ("dependencies_wrong_type", envelope({"tool_name": "calculate"}, dependencies={"a": 1}), ("failed", "work item: dependencies: Input should be a valid list")),
+    ("orchestrator_without_node_id", {"id": "e", "execution_id": G, "data": {"graph_id": G}}, ("dead", "work item: data.node_id: Field required")),
+    ("neither_tool_nor_llm", envelope({"prompt": "hi"}), ("failed", "node config: tool_name required for tool mode (config has neither tool_name nor llm_config)")),
+    ("unknown_type", envelope({"type": "quantum", "tool_name": "calculate"}), ("failed", "node config: unknown type 'quantum' (expected one of agent, llm, tool)")),
+    ("llm_without_prompt", envelope({"llm_config": {"model": "echo-x"}}), ("failed", "node config: llm_config.prompt required for llm mode")),
+    ("agent_without_tools", envelope({"type": "agent", "llm_config": {}}), ("failed", "node config: tools required for agent mode (a non-empty list)")),
+    ("tools_not_strings", agent(tools=[1, None]), ("failed", "node config: tools.0: Input should be a valid string")),
+    ("tool_params_not_object", envelope({"tool_name": "calculate", "tool_params": "2+2"}), ("failed", "node config: tool_params must be a JSON object")),
+    ("negative_max_iterations", agent(max_iterations=-5), ("failed", "node config: max_iterations: Input should be greater than or equal to 1")),
+    ("huge_max_iterations", agent(max_iterations=10**9), ("failed", "node config: max_iterations: Input should be less than or equal to 10000")),
+    ("temperature_out_of_range", envelope({"llm_config": {"prompt": "p", "temperature": 7}}), ("failed", "node config: llm_config.temperature: Input should be less than or equal to 1")),
+    ("max_tokens_zero", envelope({"llm_config": {"prompt": "p", "max_tokens": 0}}), ("failed", "node config: llm_config.max_tokens: Input should be greater than or equal to 1")),
+    ("max_tokens_huge", envelope({"llm_config": {"prompt": "p", "max_tokens": 10**8}}), ("failed", "node config: llm_config.max_tokens: Input should be less than or equal to 128000")),
+    ("negative_timeout", envelope({"tool_name": "calculate", "timeout": -1}), ("failed", "node config: timeout: Input should be greater than 0")),
+    ("unknown_template_variable", envelope({"llm_config": {"prompt": "Hi {{who}}"}}), ("failed", "unknown template variable: who")),
+    ("unknown_tool", envelope({"tool_name": "launch_rockets"}), ("failed", "unknown tool 'launch_rockets'")),
+    ("qualified_unknown_server", envelope({"tool_name": "mcp__nowhere__echo"}), ("failed", "unknown tool 'mcp__nowhere__echo': no configured MCP server 'nowhere'")),
+    ("tool_arguments_break_schema", envelope({"tool_name": "calculate", "tool_params": {"expr": "1+1"}}), ("failed", "tool calculate: invalid arguments: 'expression' is a required property")),
+    ("calculate_not_arithmetic", envelope({"tool_name": "calculate", "tool_params": {"expression": "__import__('os').system('id')"}}), ("failed", "tool calculate: not arithmetic")),
+    ("calculate_huge", envelope({"tool_name": "calculate", "tool_params": {"expression": "9**9**9"}}), ("failed", "tool calculate: exponent 387420489 is too large (limit 10000)")),
+    ("url_as_tool_name", envelope({"tool_name": "http://evil.example/mcp"}), ("failed", "unknown tool 'http://evil.example/mcp'")),
+]
+
+
+def materialise(doc: object, graph: str) -> str | bytes:
+    if isinstance(doc, bytes):
+        return doc
+    text = doc if isinstance(doc, str) else json.dumps(doc)
+    return text.replace(G, graph)
+
+
+@pytest.mark.parametrize(("doc", "expected"), [(d, e) for _, d, e in CASES], ids=[c for c, _, _ in CASES])
+def test_bad_input_fails_clearly(stack: Stack, doc: object, expected: tuple[str, str]) -> None:
+    graph = f"bad-{uuid.uuid4().hex[:10]}"
+    entry_id = stack.redis.xadd(WORK, {"data": materialise(doc, graph)})
+    kind, text = expected
+    if kind == "failed":
+        event = stack.wait_event(graph, "n1")
+        assert event["type"] == "node.failed"
+        assert text in event["data"]["error"], event["data"]["error"]
+    else:
+        [dead] = wait_until(lambda: [d for d in stack.dead_letters() if d["entry_id"] == entry_id], message="dead letter")
+        assert dead["reason"].startswith(text), dead["reason"]
+        assert dead["stream"] == WORK
+    wait_until(lambda: stack.pending() == 0, message="entry acked")
+
+
+def test_oversized_entry_is_dead_lettered(stack: Stack) -> None:
+    entry_id = stack.redis.xadd(WORK, {"data": json.dumps({"graph_id": "big", "node_id": "n1", "config": {"pad": "x" * 1_100_000}})})
+    [dead] = wait_until(lambda: [d for d in stack.dead_letters() if d["entry_id"] == entry_id], message="dead letter")
+    assert dead["reason"].startswith("entry too large: 1100")
+    wait_until(lambda: stack.pending() == 0, message="entry acked")
+
+
+def test_entry_without_data_field_is_dead_lettered(stack: Stack) -> None:
+    entry_id = stack.redis.xadd(WORK, {"payload": "{}", "other": "x"})
+    [dead] = wait_until(lambda: [d for d in stack.dead_letters() if d["entry_id"] == entry_id], message="dead letter")
+    assert dead["reason"] == "entry has no 'data' field (fields: other, payload)"
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (None, "graph state dago:state:{graph} not found"),
+        ("{not json", "graph state dago:state:{graph} is not JSON"),
+        (json.dumps({"graph": {"nodes": {"other": {"config": {}}}}}), "node 'n1' not found in graph '{graph}'"),
+    ],
+    ids=["missing_state", "state_not_json", "node_absent_from_graph"],
+)
+def test_orchestrator_envelope_with_bad_graph_state(stack: Stack, state: str | None, expected: str) -> None:
+    graph = f"bad-{uuid.uuid4().hex[:10]}"
+    if state is not None:
+        stack.redis.set(f"dago:state:{graph}", state, ex=600)
+    stack.submit({"id": str(uuid.uuid4()), "type": "node.work", "execution_id": graph, "data": {"node_id": "n1", "graph_id": graph}}, stream=ORCHESTRATOR_WORK)
+    event = stack.wait_event(graph, "n1")
+    assert event["type"] == "node.failed" and event["data"]["error"].startswith(expected.format(graph=graph))
+
+
+def test_worker_and_ingress_unharmed_after_bad_input(stack: Stack) -> None:
+    assert stack.procs["worker"].alive() and stack.procs["ingress"].alive()
+    graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "40+2"}})
+    assert stack.wait_event(graph, node)["data"]["output"] == 42
