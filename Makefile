@@ -27,7 +27,13 @@ install: $(STAMP)
 run: install
 	$(PY) -m executor dev
 
-test: install $(NPM_STAMP)
+# Headless Chromium (Debian's package) for the Temporal UI browser test.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+
+test: install $(NPM_STAMP) $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -20,7 +20,7 @@ from activities.mcp_pool import McpPool
 from activities.mcp_servers import configured_servers
 from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
-from executor import redis_client, search_attributes, temporal_client
+from executor import redis_client, search_attributes, temporal_client, tracing
 from executor.config import Settings
 from executor.health import HealthServer
 from executor.metrics import Metrics
@@ -39,7 +39,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     runtime = temporal_client.runtime(settings)
-    client = await temporal_client.connect(settings, runtime=runtime)
+    client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)
     redis = redis_client.connect(settings)
     llm = build_client(settings)
@@ -77,4 +77,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await pool.close()
         await llm.close()
         await redis.aclose()
+        tracing.shutdown()
     log.info("worker stopped")

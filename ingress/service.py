@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from executor import redis_client, temporal_client
+from executor import redis_client, temporal_client, tracing
 from executor.config import Settings
 from executor.health import HealthServer
 from executor.metrics import Metrics
@@ -19,9 +19,10 @@ log = logging.getLogger(__name__)
 async def connect_temporal(settings: Settings, stop: asyncio.Event, runtime: Runtime) -> Client:
     """Keep trying until the Temporal server answers (it may start after us)."""
     delay = 0.5
+    plugins = tracing.plugins("ingress")
     while True:
         try:
-            return await temporal_client.connect(settings, runtime=runtime)
+            return await temporal_client.connect(settings, runtime=runtime, plugins=plugins)
         except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
             if stop.is_set():
                 raise
@@ -47,4 +48,5 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
             await ingress.run(stop)
     finally:
         await redis.aclose()
+        tracing.shutdown()
     log.info("ingress stopped")

@@ -106,3 +106,50 @@ def test_secrets_never_reach_history_results_or_logs(stack: Stack, llm) -> None:
         assert secret not in history
         assert secret not in json.dumps(event)
         assert secret not in logs
+
+
+def test_opentelemetry_traces_follow_a_node_from_ingress_to_activities(stack: Stack) -> None:
+    """A worker and an ingress with the standard OTel variables set export spans over OTLP/HTTP to
+    a collector of ours; they run on their own stream and task queue beside the shared pair."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spans: list[tuple[str, str]] = []  # (service.name, span name)
+
+    class Collector(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:  # noqa: N802
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(self.rfile.read(int(self.headers["content-length"])))
+            for resource_spans in request.resource_spans:
+                service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
+                spans.extend((service, s.name) for scope in resource_spans.scope_spans for s in scope.spans)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    traced = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}",
+        "WORK_STREAMS": "traced.work",
+        "TEMPORAL_TASK_QUEUE": "traced-queue",
+    }
+    stack.start_service("worker", "worker-traced", **traced)
+    stack.start_service("ingress", "ingress-traced", **traced)
+    try:
+        graph = f"g-{uuid.uuid4().hex[:8]}"
+        stack.submit({"graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "1+1"}}}, stream="traced.work")
+        assert stack.wait_event(graph, "n1", timeout=60)["data"]["output"] == 2
+        names = wait_until(lambda: {n for _, n in spans} >= {"StartWorkflow:NodeWorkflow", "RunActivity:call_tool"} and {n for _, n in spans}, message="spans")
+        assert {"RunWorkflow:NodeWorkflow", "RunActivity:resolve_node", "RunActivity:emit_result"} <= names
+        assert ("dago-executor-ingress", "StartWorkflow:NodeWorkflow") in spans
+        assert ("dago-executor-worker", "RunActivity:call_tool") in spans
+    finally:
+        for name in ("ingress-traced", "worker-traced"):
+            stack.procs.pop(name).stop()
+        server.shutdown()
