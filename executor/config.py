@@ -26,6 +26,9 @@ class Settings(BaseModel):
     redis_addr: str = "localhost:6379"
     redis_pass: SecretStr = SecretStr("")
     redis_db: int = Field(default=0, ge=0)
+    redis_username: str | None = None  # Redis 6 ACL user; default user when unset
+    redis_tls: bool = False
+    redis_tls_ca_file: str | None = None  # CA bundle to verify the server; system CAs when unset
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from redis.exceptions import RedisError, ResponseError
@@ -14,6 +15,7 @@ from executor.contract import NodeOutcome
 from executor.steps import ApprovalDecision
 
 EXIT_FAILED = 1
+STATUS_TIMEOUT = 5.0  # seconds status waits for a service before calling it unreachable
 
 
 async def approvals(settings: Settings, workflow_id: str) -> int:
@@ -49,7 +51,7 @@ async def decide(settings: Settings, workflow_id: str, call_id: str, approve: bo
 async def status(settings: Settings, as_json: bool = False) -> int:
     """Is everything reachable, and how much work is where."""
     report: dict[str, object] = {}
-    redis = redis_client.connect(settings)
+    redis = redis_client.connect(settings, retries=0)
     try:
         try:
             await redis.ping()
@@ -71,13 +73,13 @@ async def status(settings: Settings, as_json: bool = False) -> int:
     finally:
         await redis.aclose()
     try:
-        client = await temporal_client.connect(settings)
+        client = await asyncio.wait_for(temporal_client.connect(settings), STATUS_TIMEOUT)
         await client.service_client.check_health()
         report["temporal"] = "ok"
         running = await client.count_workflows("WorkflowType = 'NodeWorkflow' AND ExecutionStatus = 'Running'")
         report["running_nodes"] = running.count
-    except (RuntimeError, RPCError) as exc:
-        report["temporal"] = f"unreachable: {exc}"
+    except (RuntimeError, RPCError, TimeoutError) as exc:
+        report["temporal"] = f"unreachable: {exc or 'no answer within ' + str(STATUS_TIMEOUT) + 's'}"
     healthy = report.get("redis") == "ok" and report.get("temporal") == "ok"
     if as_json:
         print(json.dumps(report, indent=2, default=str))

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from executor.config import Settings
 
 
-def connect(settings: Settings) -> redis.Redis:
+def connect(settings: Settings, retries: int = 3) -> redis.Redis:
+    """A client that retries a failed command a few times with a short backoff; the services add
+    their own patient retries on top, and one-shot commands (status) pass `retries=0`."""
     host, port = settings.redis_host_port
+    tls = {"ssl": True, "ssl_ca_certs": settings.redis_tls_ca_file} if settings.redis_tls else {}
     return redis.Redis(
         host=host,
         port=port,
         db=settings.redis_db,
+        username=settings.redis_username,
         password=settings.redis_pass.get_secret_value() or None,
         socket_connect_timeout=5,
         socket_keepalive=True,
         health_check_interval=15,
-        retry_on_timeout=True,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        **tls,
     )

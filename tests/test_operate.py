@@ -153,3 +153,29 @@ def test_opentelemetry_traces_follow_a_node_from_ingress_to_activities(stack: St
         for name in ("ingress-traced", "worker-traced"):
             stack.procs.pop(name).stop()
         server.shutdown()
+
+
+def test_redis_password_is_used_and_required(tmp_path) -> None:
+    """REDIS_PASS reaches a password-protected redis-server; without it, status says unreachable."""
+    import subprocess
+    import sys
+
+    from executor.devstack import Proc, free_port, redis_binary, wait_for_port
+    from tests.support.stack import ROOT
+
+    port = free_port()
+    with open(tmp_path / "redis.log", "w") as log:
+        proc = Proc("redis-auth", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "s3cret-pass", "--save", ""], sink=log)
+        try:
+            wait_for_port(port, proc=proc)
+            env = {"PATH": "/usr/bin:/bin", "REDIS_ADDR": f"127.0.0.1:{port}", "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+
+            def status(**extra: str) -> dict:
+                done = subprocess.run([sys.executable, "-m", "executor", "status", "--json"], env={**env, **extra}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+                return json.loads(done.stdout)
+
+            assert status(REDIS_PASS="s3cret-pass")["redis"] == "ok"
+            assert "unreachable" in status()["redis"]
+            assert "unreachable" in status(REDIS_PASS="wrong")["redis"]
+        finally:
+            proc.stop()
