@@ -189,3 +189,11 @@ def test_settings_from_environment_with_readable_errors() -> None:
 def test_llm_node_prompt_is_required() -> None:
     node = parse_node_config({"llm_config": {"prompt": "hi", "model": "m"}})
     assert isinstance(node, LlmNode) and node.prompt == "hi"
+
+
+def test_configuration_reference_documents_every_setting() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in doc]
+    assert not missing, f"undocumented settings: {missing}"
