@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections import defaultdict
@@ -141,7 +142,7 @@ class ScriptedLLM:
         if responder is not None:
             return responder(body)
         if model.startswith("echo"):
-            return text(f"echo: {last_user_text(body)}")
+            return offline_turn(body)
         return error(400, f"scripted LLM: no script left for model {model!r}")
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -196,6 +197,30 @@ class ScriptedLLM:
                     pass  # the client went away (a killed worker): nothing to answer
 
         return Handler
+
+
+_ARITHMETIC = re.compile(r"[-+(]*\d[\d\s+\-*/().%]*[\d)]")
+
+
+def offline_turn(body: dict[str, Any]) -> Step:
+    """The offline model of `echo*` models: enough to see an agent loop work without a provider.
+    Offered tools and a fresh task: call the first tool (`calculate` gets the task's arithmetic).
+    Tool results in the last message: answer with them. Otherwise: echo the prompt."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else {}
+    content = last.get("content") if isinstance(last, dict) else None
+    results = [b for b in content or [] if isinstance(content, list) and isinstance(b, dict) and b.get("type") == "tool_result"]
+    if results:
+        answers = "; ".join(str(r.get("content")) for r in results)
+        return text(f"Done. The tools answered: {answers}")
+    tools = body.get("tools") or []
+    if tools and len(messages) == 1:
+        name = tools[0]["name"]
+        task = last_user_text(body)
+        found = _ARITHMETIC.search(task)
+        arguments = {"expression": found.group(0).strip()} if name == "calculate" and found else {}
+        return tool_use((name, arguments), say=f"I will use {name}.")
+    return text(f"echo: {last_user_text(body)}")
 
 
 def last_user_text(body: dict[str, Any]) -> str:

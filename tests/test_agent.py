@@ -194,3 +194,12 @@ def test_progress_and_transcript_queries(stack: Stack, llm) -> None:
     assert [m["role"] for m in transcript] == ["user", "assistant"]
     gate.unlink()
     assert stack.wait_event(graph, node)["data"]["output"]["result"] == "opened"
+
+
+def test_offline_model_of_the_dev_stack_drives_a_real_loop(stack: Stack) -> None:
+    """Without an API key the dev stack answers with the offline `echo` model: a loop still runs."""
+    graph, node, _ = stack.submit_agent({"llm_config": {"model": "echo-offline"}, "tools": ["calculate"], "task": "What is (12+30)*2?"})
+    out = stack.wait_event(graph, node)["data"]["output"]
+    assert out["iterations"] == 2
+    assert out["tool_calls"] == [{"name": "calculate", "input": {"expression": "(12+30)*2"}, "is_error": False}]
+    assert out["result"] == "Done. The tools answered: 84"
