@@ -1,0 +1,130 @@
+"""The bare Temporal ceiling: our tool node's activity plan with nothing in it.
+
+`BareNode` runs three no-op activities in the order NodeWorkflow runs them for a tool node
+(resolve → call_tool → emit), the middle one under `asyncio.wait_for` like the node deadline
+(which makes the SDK start a Temporal timer and cancel it afterwards). Same data converter
+(pydantic), same sandboxed workflow runner and worker defaults as ours; no Redis, no stream, no
+search attributes, no logging in the activities.
+
+`python -m bench.baseline worker` runs its worker in its own process (like ours);
+`run_bare` measures it from a client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+import uuid
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+STEP = dict(start_to_close_timeout=timedelta(seconds=30))
+
+
+@activity.defn(name="bare_resolve")
+async def bare_resolve(value: str) -> str:
+    return value
+
+
+@activity.defn(name="bare_call")
+async def bare_call(value: str) -> str:
+    return value
+
+
+@activity.defn(name="bare_emit")
+async def bare_emit(value: str) -> str:
+    return value
+
+
+@workflow.defn(name="BareNode")
+class BareNode:
+    @workflow.run
+    async def run(self, value: str) -> str:
+        resolved = await workflow.execute_activity(bare_resolve, value, **STEP)
+        try:  # the node deadline: a timer, started and cancelled, as in NodeWorkflow._execute
+            output = await asyncio.wait_for(workflow.execute_activity(bare_call, resolved, **STEP), timeout=3600)
+        except asyncio.TimeoutError:
+            output = "deadline"
+        return await workflow.execute_activity(bare_emit, output, **STEP)
+
+
+ACTIVITIES = [bare_resolve, bare_call, bare_emit]
+
+
+async def connect(address: str) -> Client:
+    from executor.config import Settings
+    from executor.temporal_client import connect as connect_client
+
+    return await connect_client(Settings(temporal_address=address))
+
+
+def bare_worker(client: Client, task_queue: str, **options: object) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=[BareNode], activities=ACTIVITIES, **options)  # type: ignore[arg-type]
+
+
+async def serve(address: str, task_queue: str) -> None:
+    client = await connect(address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with bare_worker(client, task_queue):
+        print(f"bare worker polling {task_queue}", flush=True)
+        await stop.wait()
+
+
+# -- measurement --------------------------------------------------------------------------------
+
+
+async def one(client: Client, task_queue: str, *, eager: bool = False) -> tuple[float, bool]:
+    """Start one BareNode and wait for its result: (seconds, whether it was eagerly started)."""
+    t0 = time.perf_counter()
+    handle = await client.start_workflow(
+        BareNode.run, "x", id=f"bare-{uuid.uuid4().hex}", task_queue=task_queue, request_eager_start=eager
+    )
+    await handle.result()
+    return time.perf_counter() - t0, bool(getattr(handle, "__temporal_eagerly_started", False))
+
+
+async def sequential(client: Client, task_queue: str, runs: int, *, eager: bool = False) -> tuple[list[float], int]:
+    latencies, eagerly = [], 0
+    for _ in range(runs):
+        seconds, was_eager = await one(client, task_queue, eager=eager)
+        latencies.append(seconds)
+        eagerly += was_eager
+    return latencies, eagerly
+
+
+async def saturation(client: Client, task_queue: str, n: int) -> tuple[float, list[float]]:
+    """N workflows started at once; (seconds until the last result, each one's latency)."""
+    t0 = time.perf_counter()
+
+    async def run_one() -> float:
+        handle = await client.start_workflow(BareNode.run, "x", id=f"bare-{uuid.uuid4().hex}", task_queue=task_queue)
+        await handle.result()
+        return time.perf_counter() - t0
+
+    latencies = await asyncio.gather(*(run_one() for _ in range(n)))
+    return time.perf_counter() - t0, list(latencies)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("command", choices=["worker"])
+    p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    p.add_argument("--task-queue", required=True)
+    args = p.parse_args()
+    asyncio.run(serve(args.address, args.task_queue))
+    sys.stdout.flush()
+    os._exit(0)  # temporalio's native threads can abort a finalising interpreter
+
+
+if __name__ == "__main__":
+    main()

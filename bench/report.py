@@ -1,0 +1,167 @@
+"""Figures: percentiles, the machine, the table, the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 0.50), 2),
+        "p95_ms": round(percentile(ms, 0.95), 2),
+        "mean_ms": round(sum(ms) / len(ms), 2) if ms else float("nan"),
+        "max_ms": round(max(ms), 2) if ms else float("nan"),
+    }
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        temporal = subprocess.run(
+            [str(Path(sys.executable).parent / "temporal"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        temporal = "unknown"
+    import temporalio
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "temporalio": temporalio.__version__,
+        "temporal_cli": temporal,
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per measured workload: throughput, latency, and the ratios the targets use.
+
+    Ours is compared with the bare ceiling of the same server (tool nodes: the same activity
+    plan) and with the direct in-process run of the same node kind (the durability tax).
+    """
+    def entry(key: str, row: dict[str, Any], bare: dict[str, Any] | None, direct: dict[str, Any] | None) -> dict[str, Any]:
+        p50 = row.get("low_load", {}).get("p50_ms")
+        out = {
+            "workload": key,
+            "label": row["label"],
+            "throughput_wf_s": row.get("throughput_wf_s"),
+            "p50_ms": p50,
+            "p95_ms": row.get("low_load", {}).get("p95_ms"),
+            "throughput_vs_bare": None,
+            "p50_vs_bare": None,
+            "tax_throughput": None,
+            "tax_p50": None,
+        }
+        if bare:
+            out["throughput_vs_bare"] = ratio(row.get("throughput_wf_s"), bare.get("throughput_wf_s"))
+            out["p50_vs_bare"] = ratio(p50, bare.get("low_load", {}).get("p50_ms"))
+        if direct:
+            out["tax_throughput"] = ratio(direct.get("throughput_wf_s"), row.get("throughput_wf_s"))
+            out["tax_p50"] = ratio(p50, direct.get("low_load", {}).get("p50_ms"))
+        return out
+
+    out = []
+    direct = results.get("direct", {})
+    if "bare" in results:
+        out.append(entry("bare", results["bare"], results["bare"], None))
+    workloads = results.get("workloads", {})
+    for key, row in workloads.items():
+        if row.get("group") == "ours":
+            bare = results.get("bare") if row.get("kind") == "tool" else None
+            out.append(entry(key, row, bare, direct.get(row.get("kind", ""))))
+    for kind, row in direct.items():
+        out.append(entry(f"direct_{kind}", row, None, None))
+    for key, row in workloads.items():
+        if row.get("group") == "experiment" and not key.startswith("server_tuned"):
+            out.append(entry(key, row, results.get("bare"), direct.get("tool")))
+    if "bare_server_tuned" in results:
+        out.append(entry("bare_server_tuned", results["bare_server_tuned"], results["bare_server_tuned"], None))
+    for key, row in workloads.items():
+        if key.startswith("server_tuned"):
+            out.append(entry(key, row, results.get("bare_server_tuned"), direct.get("tool")))
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    header = (
+        "| workload | throughput wf/s | p50 ms | p95 ms | throughput ÷ bare | p50 ÷ bare "
+        "| durability tax: direct wf/s ÷ ours | durability tax: ours p50 ÷ direct |"
+    )
+    lines = [header, "| " + " | ".join(["---"] * 8) + " |"]
+    for r in rows(results):
+        lines.append(
+            f"| {r['label']} | {fmt(r['throughput_wf_s'])} | {fmt(r['p50_ms'])} | {fmt(r['p95_ms'])} "
+            f"| {fmt(r['throughput_vs_bare'], 2)} | {fmt(r['p50_vs_bare'], 2)} "
+            f"| {fmt(r['tax_throughput'], 1)} | {fmt(r['tax_p50'], 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def waiting_table(results: dict[str, Any]) -> str:
+    lines = [
+        "| worker settings | loops submitted | workflows started | LLM calls in flight (max) | worker RSS idle MiB "
+        "| worker RSS loaded MiB | RSS per waiting loop KiB | worker CPU while waiting | time to plateau s |",
+        "| " + " | ".join(["---"] * 9) + " |",
+    ]
+    for run in results.get("waiting", []):
+        lines.append(
+            f"| {run['label']} | {run['submitted']} | {fmt(run.get('started'))} | {run['max_in_flight']} "
+            f"| {fmt(run['rss_idle_mib'])} | {fmt(run['rss_loaded_mib'])} | {fmt(run.get('rss_per_loop_kib'))} "
+            f"| {fmt(run.get('cpu_percent_waiting'), 0)}% | {fmt(run.get('seconds_to_plateau'))} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = {**results, "table": rows(results)}
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,366 @@
+"""The benchmark run: services up, phases in order, table and JSON out, everything stopped.
+
+On the dev server as `make run` and the tests start it:
+  1 bare         BareNode started by a client, its worker in its own process
+  2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
+  3 direct       the same steps in-process, no Temporal, no stream
+  4 experiments  ours (tool nodes) with scratch changes in the worker process only
+                 (bench/worker.py), and the bare workflow with eager start
+On a second dev server with `history.transferProcessorMaxPollRPS=1000` (see docs/performance.md):
+  4b             bare and ours again, then ours with every scratch change
+  5 waiting      agent loops held by a slow LLM on one worker: defaults, then tuned
+Each phase has its own task queue and work stream; ours uses the real `executor.work`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bench import baseline, report, waiting
+from bench.direct import Direct
+from bench.stack import API_KEY, ROOT, BenchStack, cpu_seconds, load_average, system_busy_seconds
+from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver
+
+ARTIFACTS = ROOT / "test-artifacts"
+ALL_PATCHES = "unsandboxed,local-steps,no-search-attributes"
+TUNED_SERVER = {"history.transferProcessorMaxPollRPS": "1000"}
+
+
+@dataclass
+class Plan:
+    warmup: int = 5
+    sequential: int = 30
+    burst: int = 200
+    agent_k: int = AGENT_ITERATIONS
+    waiting_loops: int = 2000
+    waiting_budget: float = 45.0
+    tuned_patches: str = "activities=2100,llm-connections=2100"
+    experiments: tuple[str, ...] = ("local-steps", ALL_PATCHES)
+    eager: bool = True
+    server_tuning: bool = True
+    waiting: bool = True
+    budget_seconds: float = 285.0  # optional phases are skipped past this, to stay near 5 minutes
+
+
+class Clock:
+    def __init__(self, budget: float):
+        self.t0 = time.monotonic()
+        self.budget = budget
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def left(self) -> float:
+        return self.budget - self.elapsed
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", flush=True)
+
+
+def cpu_of(stack: BenchStack) -> dict[str, float]:
+    """CPU seconds so far of every child and of this process, by name, and of the whole machine."""
+    out = {"machine": system_busy_seconds(), "bench (client)": time.process_time()}
+    for proc in stack.procs:
+        if proc.alive():
+            try:
+                out[proc.name] = cpu_seconds(proc.pid)
+            except OSError:
+                pass
+    return out
+
+
+def cores_used(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each process kept busy over `seconds` (1.0 = one core fully); `others` is what the
+    rest of the machine used meanwhile (another test run on the same cores makes figures noisy)."""
+    used = {k: (after[k] - before[k]) / seconds for k in after if k in before and seconds > 0 and after[k] >= before[k]}
+    machine = used.pop("machine", 0.0)
+    used["others"] = max(0.0, machine - sum(used.values()))
+    return {k: round(v, 2) for k, v in used.items() if v >= 0.005}
+
+
+def summarize(label: str, kind: str, group: str, low: list[float], burst_s: float, burst_lat: list[float], n: int, cores: dict[str, float]) -> dict[str, Any]:
+    """A workload's figures; CPU per node (ms of CPU per workflow, by process) is the figure that
+    other load on the machine disturbs least."""
+    return {
+        "label": label,
+        "kind": kind,
+        "group": group,
+        "throughput_wf_s": round(n / burst_s, 1),
+        "burst": {"n": n, "seconds": round(burst_s, 2), **report.latency_stats(burst_lat)},
+        "low_load": report.latency_stats(low),
+        "cores_during_burst": cores,
+        "cpu_ms_per_node": {k: round(v * burst_s / n * 1000, 2) for k, v in cores.items() if k != "others"},
+    }
+
+
+# -- phases ---------------------------------------------------------------------------------------
+
+
+async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, group: str) -> dict[str, Any]:
+    tq = f"bench-bare-{uuid.uuid4().hex[:6]}"
+    address = client.service_client.config.target_host
+    proc = stack.spawn("bare-worker", [sys.executable, "-m", "bench.baseline", "worker", "--address", address, "--task-queue", tq])
+    try:
+        await baseline.sequential(client, tq, plan.warmup)
+        low, _ = await baseline.sequential(client, tq, plan.sequential)
+        before = cpu_of(stack)
+        seconds, lat = await baseline.saturation(client, tq, plan.burst)
+        row = summarize(label, "tool", group, low, seconds, lat, plan.burst, cores_used(before, cpu_of(stack), seconds))
+        say(f"{label}: {row['throughput_wf_s']} wf/s, p50 {row['low_load']['p50_ms']} ms, cores {row['cores_during_burst']}")
+        return row
+    finally:
+        stack.stop(proc)
+
+
+async def ours_phase(stack: BenchStack, driver: StreamDriver, plan: Plan, kinds: list[str], label: str, group: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for kind in kinds:
+        make = NODES[kind]
+        name = f"{kind} node" + (f" (k={plan.agent_k})" if kind == "agent" else "")
+        await driver.sequential(make, plan.warmup)
+        low = await driver.sequential(make, plan.sequential)
+        await asyncio.sleep(0.5)
+        before = cpu_of(stack)
+        seconds, lat = await driver.burst(make, plan.burst)
+        out[kind] = summarize(f"{label}: {name}", kind, group, low, seconds, lat, plan.burst, cores_used(before, cpu_of(stack), seconds))
+        say(f"{label} {kind}: {out[kind]['throughput_wf_s']} wf/s, p50 {out[kind]['low_load']['p50_ms']} ms, cores {out[kind]['cores_during_burst']}")
+        await asyncio.sleep(0.5)
+    if driver.failed:
+        raise RuntimeError(f"{driver.failed} nodes of {label} failed (see test-artifacts/bench.log)")
+    return out
+
+
+async def with_services(stack: BenchStack, name: str, stream: str, patches: str = "", **env: str) -> tuple[Any, Any]:
+    """A worker and an ingress of their own (task queue, stream); the ingress blocks 200 ms per
+    read like in the tests (a new entry wakes it at once either way)."""
+    tq = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    worker = stack.start_worker(f"worker-{name}", tq, stream, stack.llm_url, patches=patches, **env)
+    ingress = stack.start_ingress(f"ingress-{name}", tq, stream, INGRESS_BLOCK_MS="200", **env)
+    return worker, ingress
+
+
+async def ours_tool_experiment(stack: BenchStack, redis: Any, reader: ResultReader, plan: Plan, patches: str, label: str, **env: str) -> dict[str, Any]:
+    stream = f"bench.exp.{uuid.uuid4().hex[:6]}"
+    worker, ingress = await with_services(stack, "exp", stream, patches=patches, **env)
+    try:
+        exp = await ours_phase(stack, StreamDriver(redis, reader, stream), plan, ["tool"], label, "experiment")
+        return exp["tool"] | {"patches": patches or "(none)"}
+    finally:
+        stack.stop(ingress.proc)
+        stack.stop(worker.proc)
+
+
+async def direct_phase(stack: BenchStack, plan: Plan) -> dict[str, dict[str, Any]]:
+    from executor.config import Settings
+
+    settings = Settings(
+        redis_addr=f"127.0.0.1:{stack.redis_port}", llm_base_url=stack.llm_url, llm_api_key=API_KEY, llm_model="echo-default",
+    )
+    direct = Direct(settings)
+    out = {}
+    try:
+        for kind, make in NODES.items():
+            await direct.sequential(make, plan.warmup)
+            low = await direct.sequential(make, plan.sequential)
+            before = cpu_of(stack)
+            seconds, lat = await direct.burst(make, plan.burst)
+            cores = cores_used(before, cpu_of(stack), seconds)
+            out[kind] = summarize(f"direct in-process: {kind} node", kind, "direct", low, seconds, lat, plan.burst, cores)
+            say(f"direct {kind}: {out[kind]['throughput_wf_s']} nodes/s, p50 {out[kind]['low_load']['p50_ms']} ms, cores {cores}")
+    finally:
+        await direct.close()
+    return out
+
+
+async def eager_phase(client: Any, plan: Plan) -> dict[str, Any]:
+    """BareNode with its worker in this (the client's) process: eager start off and on."""
+    tq = f"bench-eager-{uuid.uuid4().hex[:6]}"
+    out: dict[str, Any] = {}
+    async with baseline.bare_worker(client, tq):
+        await baseline.sequential(client, tq, plan.warmup)
+        for eager in (False, True):
+            low, eagerly = await baseline.sequential(client, tq, plan.sequential, eager=eager)
+            key = "eager" if eager else "not_eager"
+            out[key] = {"low_load": report.latency_stats(low), "eagerly_started": eagerly, "runs": plan.sequential}
+            say(f"bare, worker in the client's process, eager={eager}: p50 {out[key]['low_load']['p50_ms']} ms ({eagerly}/{plan.sequential} eager)")
+    return out
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str, Any]) -> None:
+    say("starting Temporal dev server, Redis and the LLM server")
+    stack.start_infra()
+    redis = aioredis.Redis(port=stack.redis_port)
+    reader = ResultReader(redis)
+    await reader.start()
+    try:
+        client = await baseline.connect(stack.temporal_address)
+
+        say(f"1/5 bare Temporal ceiling: {plan.sequential} sequential, {plan.burst} at once")
+        results["bare"] = await bare_phase(stack, client, plan, "bare Temporal (3 no-op activities + timer)", "bare")
+
+        say("2/5 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
+        worker, ingress = await with_services(stack, "ours", "executor.work")
+        try:
+            ours = await ours_phase(stack, StreamDriver(redis, reader, "executor.work"), plan, list(NODES), "ours", "ours")
+            results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
+        finally:
+            stack.stop(ingress.proc)
+            stack.stop(worker.proc)
+
+        say("3/5 direct in-process executor (no Temporal, no stream)")
+        results["direct"] = await direct_phase(stack, plan)
+
+        say("4/5 experiments (scratch changes, in bench processes only)")
+        for patches in plan.experiments:
+            if clock.left() < 170:
+                results["skipped"].append(f"experiment {patches}: time budget")
+                continue
+            name = patches.replace(",", "+")
+            results["workloads"][f"exp_{name}_tool"] = await ours_tool_experiment(stack, redis, reader, plan, patches, f"ours + {name}")
+        if plan.eager and clock.left() > 160:
+            results["eager"] = await eager_phase(client, plan)
+        elif plan.eager:
+            results["skipped"].append("eager start experiment: time budget")
+
+        if not (plan.server_tuning or plan.waiting):
+            return
+        # The rest on a second dev server (the first one is stopped: 2 cores, and its history).
+        stack.stop(stack.temporal)
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in TUNED_SERVER.items())
+        say(f"starting a dev server with {label}")
+        _, address = stack.start_temporal_with("temporal-tuned", TUNED_SERVER)
+        client = await baseline.connect(address)
+        results["tuned_server"] = {"dynamic_config": TUNED_SERVER, "address": address}
+        if plan.server_tuning and clock.left() > 110:
+            results["bare_server_tuned"] = await bare_phase(stack, client, plan, f"bare Temporal, server {label}", "bare-tuned")
+            results["workloads"]["server_tuned_tool"] = await ours_tool_experiment(
+                stack, redis, reader, plan, "", f"ours, server {label}", TEMPORAL_ADDRESS=address
+            )
+            if clock.left() > 95:
+                name = ALL_PATCHES.replace(",", "+")
+                results["workloads"]["server_tuned_all_tool"] = await ours_tool_experiment(
+                    stack, redis, reader, plan, ALL_PATCHES, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
+                )
+        elif plan.server_tuning:
+            results["skipped"].append("dev server tuning experiment: time budget")
+
+        if plan.waiting:
+            say(f"5/5 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker (server {label})")
+            for name, patches in (("temporalio defaults", ""), (plan.tuned_patches, plan.tuned_patches)):
+                run_budget = min(plan.waiting_budget, max(15.0, clock.left() - 10))
+                w = await waiting.measure(
+                    stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget,
+                    TEMPORAL_ADDRESS=address,
+                )
+                results["waiting"].append(w)
+                say(
+                    f"waiting ({name}): {w['max_in_flight']} in flight of {w['submitted']} "
+                    f"({w['started']} started, {w['open_workflows']} open), RSS {w['rss_idle_mib']} → {w['rss_loaded_mib']} MiB, "
+                    f"{w['rss_per_loop_kib']} KiB/loop, CPU {w['cpu_percent_waiting']}%"
+                )
+    finally:
+        reader.forget()
+        await reader.close()
+        await redis.aclose()
+
+
+async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
+    clock = Clock(plan.budget_seconds)
+    results: dict[str, Any] = {
+        "command": "make bench  (.venv/bin/python -m bench)",
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": report.machine(),
+        "load_average_at_start": round(load_average(), 2),
+        "plan": asdict(plan),
+        "workloads": {},
+        "direct": {},
+        "waiting": [],
+        "eager": {},
+        "skipped": [],
+        "errors": [],
+    }
+    if results["load_average_at_start"] > 1.0:
+        say(f"load average {results['load_average_at_start']}: something else is using the CPU; figures will be noisy")
+    busy0 = system_busy_seconds()
+    code = 0
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, open(log_path, "w") as log:
+        stack = BenchStack(Path(tmp), log)
+        try:
+            await phases(stack, plan, clock, results)
+        except Exception as exc:  # noqa: BLE001 - report what was measured, then fail the command
+            code = 1
+            results["errors"].append(f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        finally:
+            stack.close()
+    results["seconds"] = round(clock.elapsed, 1)
+    results["machine_cores_busy_mean"] = round((system_busy_seconds() - busy0) / clock.elapsed, 2)
+    report.write_json(results, out_path)
+    print()
+    print(report.table(results))
+    if results["waiting"]:
+        print()
+        print(report.waiting_table(results))
+    if results["eager"]:
+        e = results["eager"]
+        print(
+            f"\nbare workflow, worker in the client's process: p50 {e['not_eager']['low_load']['p50_ms']} ms without eager start, "
+            f"{e['eager']['low_load']['p50_ms']} ms with request_eager_start=True ({e['eager']['eagerly_started']}/{e['eager']['runs']} eager)"
+        )
+    for item in results["skipped"]:
+        print(f"skipped: {item}")
+    for item in results["errors"]:
+        print(f"error: {item}")
+    print(f"\nbench: {results['seconds']} s; figures in {out_path}", flush=True)
+    return code
+
+
+def cli() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench", description="throughput and latency of the durable node executor")
+    p.add_argument("--quick", action="store_true", help="small N everywhere (a smoke run, about a minute)")
+    p.add_argument("--no-waiting", action="store_true", help="skip the waiting agent loops")
+    p.add_argument("--no-experiments", action="store_true", help="skip the scratch experiments and the second server")
+    p.add_argument("--loops", type=int, default=None, help="waiting agent loops (default 2000)")
+    p.add_argument("--burst", type=int, default=None, help="N started at once (default 200)")
+    p.add_argument("--sequential", type=int, default=None, help="runs at low load (default 30)")
+    p.add_argument("--out", default=str(ARTIFACTS / "bench-results.json"), help="where the JSON figures go")
+    args = p.parse_args()
+    plan = Plan()
+    if args.quick:
+        plan = Plan(warmup=2, sequential=10, burst=40, waiting_loops=300, waiting_budget=20, experiments=("local-steps",))
+    if args.no_waiting:
+        plan.waiting = False
+    if args.no_experiments:
+        plan.experiments, plan.eager, plan.server_tuning = (), False, False
+    plan.waiting_loops = args.loops or plan.waiting_loops
+    plan.burst = args.burst or plan.burst
+    plan.sequential = args.sequential or plan.sequential
+    ARTIFACTS.mkdir(exist_ok=True)
+    code = 1
+    try:
+        code = asyncio.run(run(plan, ARTIFACTS / "bench.log", Path(args.out).resolve()))
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        # temporalio's native threads can abort a finalising interpreter (sdk-python#300)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -1,0 +1,149 @@
+"""Our workloads end to end: XADD a work item on the phase's stream, read its result event back
+from `dago:events:node.completed` (or `node.failed`), with the real worker and ingress.
+
+The node kinds: `tool` (built-in `calculate`), `llm` (an `echo*` model, answered at once by the
+scripted LLM) and `agent` (k iterations: `calculate` tool_use k-1 times, then text).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bench.stack import COMPLETED, FAILED
+
+AGENT_ITERATIONS = 3
+
+
+def tool_node(i: int) -> dict[str, Any]:
+    return {"tool_name": "calculate", "tool_params": {"expression": f"2*({i}+1)"}}
+
+
+def llm_node(i: int) -> dict[str, Any]:
+    return {"llm_config": {"model": "echo-bench", "prompt": f"say {i}", "max_tokens": 64}}
+
+
+def agent_node(i: int, k: int = AGENT_ITERATIONS) -> dict[str, Any]:
+    return {"llm_config": {"model": f"bench-agent-k{k}", "max_tokens": 256}, "tools": ["calculate"], "task": f"count to {i}"}
+
+
+def waiting_agent_node(i: int) -> dict[str, Any]:
+    """An agent whose first LLM call is held by the slow server until released."""
+    return {"llm_config": {"model": "bench-hold", "max_tokens": 256}, "tools": ["calculate"], "task": f"wait {i}"}
+
+
+NODES: dict[str, Callable[[int], dict[str, Any]]] = {"tool": tool_node, "llm": llm_node, "agent": agent_node}
+
+
+def envelope(config: dict[str, Any]) -> dict[str, Any]:
+    """The Go executor envelope (1a) with an id, as the orchestrator would XADD it."""
+    return {
+        "id": str(uuid.uuid4()),
+        "graph_id": f"bench-{uuid.uuid4().hex[:12]}",
+        "node_id": "n1",
+        "node_type": "executor",
+        "config": config,
+    }
+
+
+class ResultReader:
+    """One XREAD loop on the result streams; each submitted graph id waits on its own future."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self._redis = redis
+        self._waiting: dict[str, asyncio.Future[tuple[float, dict[str, Any]]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        last = {}
+        for stream in (COMPLETED, FAILED):
+            newest = await self._redis.xrevrange(stream, count=1)
+            last[stream] = newest[0][0] if newest else b"0-0"
+        self._task = asyncio.create_task(self._read(last))
+
+    async def _read(self, last: dict[str, Any]) -> None:
+        while True:
+            replies = await self._redis.xread(last, block=1000, count=500)
+            now = time.perf_counter()
+            for raw_stream, entries in replies or []:
+                for entry_id, fields in entries:
+                    last[raw_stream.decode()] = entry_id
+                    event = json.loads(fields[b"data"])
+                    future = self._waiting.pop(event.get("graph_id"), None)
+                    if future is not None and not future.done():
+                        future.set_result((now, event))
+
+    def expect(self, graph_id: str) -> asyncio.Future[tuple[float, dict[str, Any]]]:
+        future: asyncio.Future[tuple[float, dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        self._waiting[graph_id] = future
+        return future
+
+    def forget(self) -> None:
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+
+class StreamDriver:
+    """Submits work items on one stream and times them until their result event."""
+
+    def __init__(self, redis: aioredis.Redis, reader: ResultReader, stream: str):
+        self._redis = redis
+        self._reader = reader
+        self.stream = stream
+        self.failed = 0
+
+    def _check(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "node.completed":
+            self.failed += 1
+            if self.failed <= 3:
+                print(f"bench: node failed: {event.get('data', {}).get('error')}", flush=True)
+
+    async def one(self, config: dict[str, Any], timeout: float = 60.0) -> float:
+        doc = envelope(config)
+        future = self._reader.expect(doc["graph_id"])
+        t0 = time.perf_counter()
+        await self._redis.xadd(self.stream, {"data": json.dumps(doc)})
+        done, event = await asyncio.wait_for(future, timeout)
+        self._check(event)
+        return done - t0
+
+    async def sequential(self, make: Callable[[int], dict[str, Any]], runs: int, timeout: float = 60.0) -> list[float]:
+        return [await self.one(make(i), timeout) for i in range(runs)]
+
+    async def burst(self, make: Callable[[int], dict[str, Any]], n: int, timeout: float = 180.0) -> tuple[float, list[float]]:
+        """N work items XADDed at once (one pipeline); (seconds until the last result, latencies)."""
+        docs = [envelope(make(i)) for i in range(n)]
+        futures = [self._reader.expect(d["graph_id"]) for d in docs]
+        t0 = time.perf_counter()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doc in docs:
+                pipe.xadd(self.stream, {"data": json.dumps(doc)})
+            await pipe.execute()
+        results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        for _, event in results:
+            self._check(event)
+        latencies = [done - t0 for done, _ in results]
+        return max(latencies), latencies
+
+    async def submit_only(self, make: Callable[[int], dict[str, Any]], n: int, chunk: int = 500) -> None:
+        """XADD without waiting for results (the waiting loops)."""
+        for start in range(0, n, chunk):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for i in range(start, min(n, start + chunk)):
+                    pipe.xadd(self.stream, {"data": json.dumps(envelope(make(i)))})
+                await pipe.execute()
