@@ -19,10 +19,13 @@ import signal
 import sys
 import time
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
 
 from temporalio import activity, workflow
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
 STEP = dict(start_to_close_timeout=timedelta(seconds=30))
@@ -81,38 +84,67 @@ async def serve(address: str, task_queue: str) -> None:
 
 
 # -- measurement --------------------------------------------------------------------------------
+# Ours is timed until its result event is read, which the emit activity writes before the
+# workflow's last task; the bare workflow is timed until its result (one workflow task later)
+# and, for the like-for-like figure, until its emit activity completed (from its history).
 
 
-async def one(client: Client, task_queue: str, *, eager: bool = False) -> tuple[float, bool]:
-    """Start one BareNode and wait for its result: (seconds, whether it was eagerly started)."""
-    t0 = time.perf_counter()
+@dataclass
+class Run:
+    handle: WorkflowHandle[Any, Any]
+    t0_wall: float
+    t0: float
+    done: float = 0.0
+    eager: bool = False
+
+
+async def start(client: Client, task_queue: str, *, eager: bool = False) -> Run:
+    t0_wall, t0 = time.time(), time.perf_counter()
     handle = await client.start_workflow(
         BareNode.run, "x", id=f"bare-{uuid.uuid4().hex}", task_queue=task_queue, request_eager_start=eager
     )
-    await handle.result()
-    return time.perf_counter() - t0, bool(getattr(handle, "__temporal_eagerly_started", False))
+    return Run(handle, t0_wall, t0, eager=bool(getattr(handle, "__temporal_eagerly_started", False)))
 
 
-async def sequential(client: Client, task_queue: str, runs: int, *, eager: bool = False) -> tuple[list[float], int]:
-    latencies, eagerly = [], 0
-    for _ in range(runs):
-        seconds, was_eager = await one(client, task_queue, eager=eager)
-        latencies.append(seconds)
-        eagerly += was_eager
-    return latencies, eagerly
+async def finish(run: Run) -> Run:
+    await run.handle.result()
+    run.done = time.perf_counter()
+    return run
 
 
-async def saturation(client: Client, task_queue: str, n: int) -> tuple[float, list[float]]:
-    """N workflows started at once; (seconds until the last result, each one's latency)."""
+async def to_emit(runs: list[Run], concurrency: int = 20) -> list[float]:
+    """Seconds from each start to its emit activity's completion (ActivityTaskCompleted event)."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(run: Run) -> float:
+        async with slots:
+            history = await run.handle.fetch_history()
+        completed = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED]
+        at = completed[-1].event_time.ToDatetime().replace(tzinfo=UTC).timestamp()
+        return at - run.t0_wall
+
+    return list(await asyncio.gather(*(one(r) for r in runs)))
+
+
+async def sequential(client: Client, task_queue: str, runs: int, *, eager: bool = False) -> list[Run]:
+    return [await finish(await start(client, task_queue, eager=eager)) for _ in range(runs)]
+
+
+async def saturation(client: Client, task_queue: str, n: int) -> tuple[float, list[Run]]:
+    """N workflows started at once; (seconds until the last result, the runs)."""
     t0 = time.perf_counter()
 
-    async def run_one() -> float:
-        handle = await client.start_workflow(BareNode.run, "x", id=f"bare-{uuid.uuid4().hex}", task_queue=task_queue)
-        await handle.result()
-        return time.perf_counter() - t0
+    async def run_one() -> Run:
+        run = await start(client, task_queue)
+        run.t0 = t0  # latency under load counts from the burst's start
+        return await finish(run)
 
-    latencies = await asyncio.gather(*(run_one() for _ in range(n)))
-    return time.perf_counter() - t0, list(latencies)
+    runs = await asyncio.gather(*(run_one() for _ in range(n)))
+    return time.perf_counter() - t0, list(runs)
+
+
+def latencies(runs: list[Run]) -> list[float]:
+    return [r.done - r.t0 for r in runs]
 
 
 def main() -> None:

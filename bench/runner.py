@@ -47,8 +47,12 @@ class Plan:
     agent_k: int = AGENT_ITERATIONS
     waiting_loops: int = 2000
     waiting_budget: float = 45.0
-    tuned_patches: str = "activities=2100,llm-connections=2100"
-    experiments: tuple[str, ...] = ("local-steps", ALL_PATCHES)
+    waiting_variants: tuple[tuple[str, str], ...] = (
+        ("temporalio defaults", ""),
+        ("activities=2100", "activities=2100"),
+        ("activities=2100, llm-connections=2100, cache=2100", "activities=2100,llm-connections=2100,cache=2100"),
+    )
+    experiments: tuple[str, ...] = ("local-steps", "unsandboxed", "no-search-attributes", ALL_PATCHES)
     eager: bool = True
     server_tuning: bool = True
     waiting: bool = True
@@ -117,11 +121,16 @@ async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, gro
     proc = stack.spawn("bare-worker", [sys.executable, "-m", "bench.baseline", "worker", "--address", address, "--task-queue", tq])
     try:
         await baseline.sequential(client, tq, plan.warmup)
-        low, _ = await baseline.sequential(client, tq, plan.sequential)
+        low = await baseline.sequential(client, tq, plan.sequential)
         before = cpu_of(stack)
-        seconds, lat = await baseline.saturation(client, tq, plan.burst)
-        row = summarize(label, "tool", group, low, seconds, lat, plan.burst, cores_used(before, cpu_of(stack), seconds))
-        say(f"{label}: {row['throughput_wf_s']} wf/s, p50 {row['low_load']['p50_ms']} ms, cores {row['cores_during_burst']}")
+        seconds, burst = await baseline.saturation(client, tq, plan.burst)
+        cores = cores_used(before, cpu_of(stack), seconds)
+        row = summarize(label, "tool", group, baseline.latencies(low), seconds, baseline.latencies(burst), plan.burst, cores)
+        row["low_load_to_emit"] = report.latency_stats(await baseline.to_emit(low))
+        say(
+            f"{label}: {row['throughput_wf_s']} wf/s, p50 {row['low_load']['p50_ms']} ms "
+            f"(to emit done: {row['low_load_to_emit']['p50_ms']} ms), cores {row['cores_during_burst']}"
+        )
         return row
     finally:
         stack.stop(proc)
@@ -194,9 +203,10 @@ async def eager_phase(client: Any, plan: Plan) -> dict[str, Any]:
     async with baseline.bare_worker(client, tq):
         await baseline.sequential(client, tq, plan.warmup)
         for eager in (False, True):
-            low, eagerly = await baseline.sequential(client, tq, plan.sequential, eager=eager)
+            runs = await baseline.sequential(client, tq, plan.sequential, eager=eager)
+            eagerly = sum(r.eager for r in runs)
             key = "eager" if eager else "not_eager"
-            out[key] = {"low_load": report.latency_stats(low), "eagerly_started": eagerly, "runs": plan.sequential}
+            out[key] = {"low_load": report.latency_stats(baseline.latencies(runs)), "eagerly_started": eagerly, "runs": plan.sequential}
             say(f"bare, worker in the client's process, eager={eager}: p50 {out[key]['low_load']['p50_ms']} ms ({eagerly}/{plan.sequential} eager)")
     return out
 
@@ -227,45 +237,39 @@ async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str,
 
         say("3/5 direct in-process executor (no Temporal, no stream)")
         results["direct"] = await direct_phase(stack, plan)
-
-        say("4/5 experiments (scratch changes, in bench processes only)")
-        for patches in plan.experiments:
-            if clock.left() < 170:
-                results["skipped"].append(f"experiment {patches}: time budget")
-                continue
-            name = patches.replace(",", "+")
-            results["workloads"][f"exp_{name}_tool"] = await ours_tool_experiment(stack, redis, reader, plan, patches, f"ours + {name}")
-        if plan.eager and clock.left() > 160:
-            results["eager"] = await eager_phase(client, plan)
-        elif plan.eager:
-            results["skipped"].append("eager start experiment: time budget")
+        if plan.eager:
+            results["eager"]["default server"] = await eager_phase(client, plan)
 
         if not (plan.server_tuning or plan.waiting):
             return
         # The rest on a second dev server (the first one is stopped: 2 cores, and its history).
         stack.stop(stack.temporal)
         label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in TUNED_SERVER.items())
-        say(f"starting a dev server with {label}")
+        say(f"4/5 a dev server with {label}: bare, ours, scratch changes (in bench processes only)")
         _, address = stack.start_temporal_with("temporal-tuned", TUNED_SERVER)
         client = await baseline.connect(address)
-        results["tuned_server"] = {"dynamic_config": TUNED_SERVER, "address": address}
-        if plan.server_tuning and clock.left() > 110:
+        results["tuned_server"] = {"dynamic_config": TUNED_SERVER}
+        if plan.server_tuning:
             results["bare_server_tuned"] = await bare_phase(stack, client, plan, f"bare Temporal, server {label}", "bare-tuned")
-            results["workloads"]["server_tuned_tool"] = await ours_tool_experiment(
+            results["workloads"]["tuned_ours_tool"] = await ours_tool_experiment(
                 stack, redis, reader, plan, "", f"ours, server {label}", TEMPORAL_ADDRESS=address
             )
-            if clock.left() > 95:
-                name = ALL_PATCHES.replace(",", "+")
-                results["workloads"]["server_tuned_all_tool"] = await ours_tool_experiment(
-                    stack, redis, reader, plan, ALL_PATCHES, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
+            for patches in plan.experiments:
+                if clock.left() < 60 + 35 * len(plan.waiting_variants):
+                    results["skipped"].append(f"experiment {patches}: time budget")
+                    continue
+                name = patches.replace(",", "+")
+                results["workloads"][f"tuned_exp_{name}_tool"] = await ours_tool_experiment(
+                    stack, redis, reader, plan, patches, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
                 )
-        elif plan.server_tuning:
-            results["skipped"].append("dev server tuning experiment: time budget")
+            if plan.eager:
+                results["eager"][f"server {label}"] = await eager_phase(client, plan)
 
         if plan.waiting:
             say(f"5/5 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker (server {label})")
-            for name, patches in (("temporalio defaults", ""), (plan.tuned_patches, plan.tuned_patches)):
-                run_budget = min(plan.waiting_budget, max(15.0, clock.left() - 10))
+            variants = plan.waiting_variants
+            for n, (name, patches) in enumerate(variants):
+                run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - 5) / (len(variants) - n) - 8))
                 w = await waiting.measure(
                     stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget,
                     TEMPORAL_ADDRESS=address,
@@ -320,11 +324,8 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
         print()
         print(report.waiting_table(results))
     if results["eager"]:
-        e = results["eager"]
-        print(
-            f"\nbare workflow, worker in the client's process: p50 {e['not_eager']['low_load']['p50_ms']} ms without eager start, "
-            f"{e['eager']['low_load']['p50_ms']} ms with request_eager_start=True ({e['eager']['eagerly_started']}/{e['eager']['runs']} eager)"
-        )
+        print()
+        print(report.eager_lines(results))
     for item in results["skipped"]:
         print(f"skipped: {item}")
     for item in results["errors"]:
@@ -346,6 +347,7 @@ def cli() -> None:
     plan = Plan()
     if args.quick:
         plan = Plan(warmup=2, sequential=10, burst=40, waiting_loops=300, waiting_budget=20, experiments=("local-steps",))
+        plan.waiting_variants = (plan.waiting_variants[0], plan.waiting_variants[-1])
     if args.no_waiting:
         plan.waiting = False
     if args.no_experiments:

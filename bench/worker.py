@@ -9,6 +9,7 @@ with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker run
   unsandboxed           workflow_runner=UnsandboxedWorkflowRunner()
   local-steps           resolve_node and emit_result as local activities (bench/local_steps.py)
   no-search-attributes  the workflow sets no search attributes (as if they were not registered)
+  heartbeat=S           activities heartbeat every S seconds while they wait (ours: 2)
 
 Nothing here changes a file of the project; it is how the benchmark measures what a core change
 would buy before anyone makes it.
@@ -53,6 +54,10 @@ def apply(patches: dict[str, str]) -> None:
             return False
 
         worker_module.search_attributes.registered = not_registered  # type: ignore[assignment]
+    if "heartbeat" in patches:
+        from activities import heartbeat
+
+        heartbeat.heartbeating.__wrapped__.__defaults__ = (float(patches["heartbeat"]),)  # type: ignore[attr-defined]
     if "llm-connections" in patches:
         import anthropic
         import httpx2
