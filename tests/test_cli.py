@@ -130,4 +130,7 @@ def test_dead_letters_listed_and_requeued_after_a_fix(stack: Stack) -> None:
 
 
 def _dead_ids(stack: Stack, graph: str) -> list[str]:
-    return [eid for eid, f in stack.redis.xrange("executor.work.dead") if graph in f.get("data", "")]
+    import redis
+
+    raw = redis.Redis(port=stack.redis_port).xrange("executor.work.dead")  # may hold bytes that are not UTF-8
+    return [eid.decode() for eid, f in raw if graph.encode() in f.get(b"data", b"")]

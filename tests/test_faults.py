@@ -29,7 +29,7 @@ def fs(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[S
         yield from run_stack(
             tmp, log, llm, temporal_db=True,
             ACTIVITY_HEARTBEAT_TIMEOUT="2", RECLAIM_IDLE_MS="1000", RECLAIM_INTERVAL_MS="200",
-            MAX_DELIVERIES="3", TOOL_TIMEOUT="3", TOOL_MAX_ATTEMPTS="3", EXECUTOR_FAULTS_DIR=str(tmp),
+            MAX_DELIVERIES="3", TOOL_TIMEOUT="3", TOOL_MAX_ATTEMPTS="5", EXECUTOR_FAULTS_DIR=str(tmp),
         )
 
 
@@ -171,7 +171,7 @@ def test_hanging_tool_times_out_and_fails_after_its_attempts(fs: Stack) -> None:
     event = fs.wait_event(g, "n1", timeout=60)
     assert event["type"] == "node.failed"
     assert "timed out" in event["data"]["error"]
-    assert len([c for c in fs.mcp_calls("slow_started") if c["tag"] == tag]) == 3  # TOOL_MAX_ATTEMPTS
+    assert len([c for c in fs.mcp_calls("slow_started") if c["tag"] == tag]) == 5  # TOOL_MAX_ATTEMPTS
 
 
 def test_node_deadline_fails_the_node_and_cancels_the_call(fs: Stack) -> None:
