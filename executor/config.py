@@ -72,6 +72,8 @@ class Settings(BaseModel):
     max_deliveries: int = Field(default=5, ge=1, le=1000)
     state_ttl_seconds: int = Field(default=86_400, ge=1)
     emitted_marker_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
+    claim_check_bytes: int = Field(default=128 * 1024, ge=0)  # larger payloads live in Redis; 0: off
+    claim_check_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
 
     @field_validator("work_streams", mode="before")
     @classmethod

@@ -8,13 +8,17 @@ settings as the fallback. Payloads use the pydantic converter so our models cros
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from executor import redis_client
+from executor.claim_check import ClaimCheckCodec
 from executor.config import Settings
 
 
@@ -33,7 +37,13 @@ def runtime(settings: Settings) -> Runtime:
     return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
+def data_converter(settings: Settings) -> DataConverter:
+    """pydantic JSON payloads; above `CLAIM_CHECK_BYTES` they are kept in Redis (claim check)."""
+    if not settings.claim_check_bytes:
+        return pydantic_data_converter
+    codec = ClaimCheckCodec(redis_client.connect(settings), settings.claim_check_bytes, settings.claim_check_ttl_seconds)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect(settings: Settings, **extra: Any) -> Client:
-    return await Client.connect(
-        **connect_options(settings), data_converter=pydantic_data_converter, **extra
-    )
+    return await Client.connect(**connect_options(settings), data_converter=data_converter(settings), **extra)

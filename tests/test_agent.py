@@ -3,6 +3,7 @@ tools until done; every LLM call and tool call is its own activity."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -203,3 +204,27 @@ def test_offline_model_of_the_dev_stack_drives_a_real_loop(stack: Stack) -> None
     assert out["iterations"] == 2
     assert out["tool_calls"] == [{"name": "calculate", "input": {"expression": "(12+30)*2"}, "is_error": False}]
     assert out["result"] == "Done. The tools answered: 84"
+
+
+def test_big_tool_results_go_through_the_claim_check(stack: Stack, llm) -> None:
+    model = model_name()
+    tag = uuid.uuid4().hex[:8]
+    llm.script(model, tool_use(("blob", {"kilobytes": 300, "tag": tag})), text("read it all"))
+    graph, node, wid = stack.submit_agent(agent(model, ["blob"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed" and event["data"]["output"]["result"] == "read it all"
+    [result] = tool_results(llm.requests(model)[1])
+    assert len(result["content"]) == 300 * 1024 and result["content"].startswith(tag)  # the model got it whole
+    history = stack.temporal(lambda c: c.get_workflow_handle(wid).fetch_history())
+    payloads = []
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            payloads += e.activity_task_scheduled_event_attributes.input.payloads
+        if e.HasField("activity_task_completed_event_attributes"):
+            payloads += e.activity_task_completed_event_attributes.result.payloads
+    assert max(len(p.SerializeToString()) for p in payloads) < 16 * 1024  # no big payload in the history...
+    claims = [json.loads(p.data) for p in payloads if p.metadata.get("encoding") == b"json/claim-check"]
+    assert len(claims) >= 2  # ...but readable references: the tool's result, the next LLM call's input
+    assert all(c["claim_check"].startswith("executor:payload:") and c["bytes"] > 300 * 1024 for c in claims)
+    keys = stack.redis.keys("executor:payload:*")
+    assert keys and all(stack.redis.ttl(k) > 0 for k in keys)

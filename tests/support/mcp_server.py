@@ -110,6 +110,14 @@ def _env_hash(name: str) -> str | None:
     return hashlib.sha256(value.encode()).hexdigest() if value else None
 
 
+@server.tool(structured_output=False)
+def blob(kilobytes: int, tag: str = "") -> str:
+    """A large text result (for the claim check)."""
+    record("blob", kilobytes=kilobytes, tag=tag)
+    line = f"{tag} " + "x" * 60 + "\n"
+    return (line * (kilobytes * 1024 // len(line) + 1))[: kilobytes * 1024]
+
+
 @server.tool()
 def die() -> str:
     """Kill this server process (the pool must re-open a session)."""
