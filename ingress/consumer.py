@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from executor.config import Settings
 from executor.metrics import Metrics
-from executor.contract import MalformedEntry, ResultEvent, WorkItem, parse_work_entry
+from executor.contract import ContractError, MalformedEntry, ResultEvent, WorkItem, detect_mode, parse_work_entry
 from executor.steps import NodeInput
 from workflows.node import NodeWorkflow
 
@@ -243,7 +243,7 @@ class Ingress:
                 task_queue=self._settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"graph {item.graph_id} · node {item.node_id}",
+                static_summary=self.summary(item),
                 static_details=f"from {item.stream} entry {item.entry_id} ({item.envelope} envelope)",
             )
             self._metrics.workflows_started.add(1)
@@ -255,6 +255,20 @@ class Ingress:
             if exc.status in _PERMANENT_START_ERRORS:
                 raise StartRefused(f"workflow start refused: {exc.message}") from exc
             raise
+
+    def summary(self, item: WorkItem) -> str:
+        """`graph g · node n`, plus mode and model when the envelope carries the config."""
+        parts = [f"graph {item.graph_id}", f"node {item.node_id}"]
+        if item.config is not None:
+            try:
+                mode = detect_mode(item.config)
+            except ContractError:
+                return " · ".join(parts)
+            parts.append(f"mode {mode}")
+            llm = item.config.get("llm_config")
+            if mode != "tool":
+                parts.append(f"model {(llm or {}).get('model') or self._settings.llm_model}")
+        return " · ".join(parts)
 
     async def dead_letter(self, entry: _Entry, reason: str, graph_id: str | None, node_id: str | None) -> None:
         """Dead-letter entry, `node.failed` (ids permitting) and XACK in one transaction."""

@@ -91,7 +91,7 @@ def test_show_and_cancel_a_running_node(stack: Stack) -> None:
     graph, node, wid = stack.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
     wait_until(lambda: [c for c in stack.mcp_calls("gate_started") if c["name"] == gate.name], message="in flight")
     shown = json.loads(cli(stack, "show", wid).stdout)
-    assert shown["status"] == "RUNNING" and shown["progress"]["mode"] == "tool" and shown["summary"] == f"graph {graph} · node {node}"
+    assert shown["status"] == "RUNNING" and shown["progress"]["mode"] == "tool" and shown["summary"] == f"graph {graph} · node {node} · mode tool"
     done = cli(stack, "cancel", wid)
     assert done.returncode == 0
     event = stack.wait_event(graph, node)

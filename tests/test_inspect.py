@@ -42,7 +42,7 @@ def test_search_attributes_list_a_graphs_nodes_and_failed_agents(stack: Stack, l
         return await d.static_summary(), d.typed_search_attributes.get(search_attributes.MODEL)
 
     summary, model_attr = stack.temporal(described)
-    assert summary == f"graph {graph} · node b" and model_attr == model
+    assert summary == f"graph {graph} · node b · mode agent · model {model}" and model_attr == model
 
 
 def test_activity_summaries_read_as_iterations(stack: Stack, llm) -> None:

@@ -6,7 +6,7 @@ protocol on a pipe: tests/support/browser.py) reading the workflow's pages as a 
 visible text, iframes included. Pages are `/namespaces/default/workflows/<url-encoded workflow
 id>/<run id>/<tab>`. Where the UI (2.54) shows what:
 
-- the workflow's static summary `graph <id> · node <id>`: the "User Metadata" tab
+- the workflow's static summary `graph <id> · node <id> · mode agent · model <model>`: the "User Metadata" tab
   (`user-metadata`, with details and current details, each rendered in its own iframe), and the
   "All" view of the "Event History" tab (`history`), on the Workflow Execution Started event;
 - the steps' activity summaries: the "Timeline" tab (`timeline`, the default tab), one row per
@@ -110,8 +110,8 @@ def open_tab(browser: Browser, ui: UI, node: AgentNode, tab: str, *needles: str,
 
 def test_workflow_summary_and_details_in_user_metadata_tab(browser: Browser, ui: UI, agent_node: AgentNode) -> None:
     n = agent_node
-    summary = f"graph {n.graph} · node {n.node}"
-    current = f"{summary} · mode agent · model {n.model}"
+    summary = f"graph {n.graph} · node {n.node} · mode agent · model {n.model}"  # set at start by the ingress
+    current = summary  # set by the workflow after resolving
     open_tab(browser, ui, n, "user-metadata", "Summary", summary, "Current Details", current, shot="ui-agent-node-summary.png")
     # Each is rendered in its own iframe: the summary is in the Summary box, not just somewhere.
     frames = browser.evaluate(
@@ -142,7 +142,7 @@ def test_steps_in_order_on_the_timeline(browser: Browser, ui: UI, agent_node: Ag
 def test_summaries_in_the_event_history_all_and_compact(browser: Browser, ui: UI, agent_node: AgentNode) -> None:
     n = agent_node
     fields = [f"Activity Type {kind} Summary {summary}" for kind, summary in n.steps()]
-    started = f"Workflow Execution Started Workflow Type Name NodeWorkflow Summary graph {n.graph} · node {n.node}"
+    started = f"Workflow Execution Started Workflow Type Name NodeWorkflow Summary graph {n.graph} · node {n.node} · mode agent · model {n.model}"
     open_tab(browser, ui, n, "history", "Event History")
     # "All": every event; the workflow's summary is on its started event, each step's on the
     # Activity Task Scheduled event of its activity. One page: the whole story of the node.
