@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -60,14 +61,21 @@ def test_worker_killed_during_llm_call_resumes_without_repeating_finished_calls(
     assert len(s.events(graph, node)) == 1
 
 
-def test_worker_killed_during_tool_call_resumes_without_repeating_finished_calls(crash_stack: Stack, llm: ScriptedLLM) -> None:
-    s = crash_stack
+def gated_loop(s: Stack, llm: ScriptedLLM, answer: str) -> tuple[str, str, str, str, Path]:
+    """An agent whose iteration 1 calls `echo` (finishes) and iteration 2 a `gate` call that is
+    held in flight until the test removes the gate file; returns once that call is running."""
     model = f"claude-crash-{uuid.uuid4().hex[:6]}"
     tag = uuid.uuid4().hex[:8]
     gate = s.gate(f"gate-{tag}")
-    llm.script(model, tool_use(("echo", {"text": tag})), tool_use(("mcp__http__gate", {"name": gate.name})), text("done"))
+    llm.script(model, tool_use(("echo", {"text": tag})), tool_use(("mcp__http__gate", {"name": gate.name})), text(answer))
     graph, node, _ = s.submit_agent(agent(model, ["echo", "mcp__http__gate"]))
     wait_until(lambda: [c for c in s.mcp_calls("gate_started") if c["name"] == gate.name], timeout=30, message="tool call in flight")
+    return graph, node, model, tag, gate
+
+
+def test_worker_killed_during_tool_call_resumes_without_repeating_finished_calls(crash_stack: Stack, llm: ScriptedLLM) -> None:
+    s = crash_stack
+    graph, node, model, tag, gate = gated_loop(s, llm, "done")
     s.procs["worker"].kill()
     gate.unlink()  # the server side of the orphaned call may finish; the workflow never saw it
     s.start_service("worker")
@@ -82,12 +90,7 @@ def test_worker_killed_during_tool_call_resumes_without_repeating_finished_calls
 
 def test_temporal_server_restart_mid_loop(crash_stack: Stack, llm: ScriptedLLM) -> None:
     s = crash_stack
-    model = f"claude-crash-{uuid.uuid4().hex[:6]}"
-    tag = uuid.uuid4().hex[:8]
-    gate = s.gate(f"gate-{tag}")
-    llm.script(model, tool_use(("echo", {"text": tag})), tool_use(("mcp__http__gate", {"name": gate.name})), text("survived"))
-    graph, node, _ = s.submit_agent(agent(model, ["echo", "mcp__http__gate"]))
-    wait_until(lambda: [c for c in s.mcp_calls("gate_started") if c["name"] == gate.name], timeout=30, message="tool call in flight")
+    graph, node, model, tag, gate = gated_loop(s, llm, "survived")
     s.procs.pop("temporal").kill()
     time.sleep(1)
     s.procs["temporal"] = start_temporal(s.tmp / "temporal", port=s.temporal_port, ui_port=s.temporal_port + 1, sink=s.log, headless=True)

@@ -42,33 +42,27 @@ EMIT: dict[str, Any] = dict(
 )
 
 
-def llm(t: StepTimeouts) -> dict[str, Any]:
-    """One Messages API call. 429/529/5xx/network are retried with backoff (the activity passes
-    the provider's retry-after as the next delay); 4xx rejections are final."""
+def _call(seconds: float, heartbeat: float, first_retry: float, attempts: int) -> dict[str, Any]:
     return dict(
-        start_to_close_timeout=timedelta(seconds=t.llm_seconds),
-        heartbeat_timeout=timedelta(seconds=t.heartbeat_seconds),
+        start_to_close_timeout=timedelta(seconds=seconds),
+        heartbeat_timeout=timedelta(seconds=heartbeat),
         retry_policy=RetryPolicy(
-            initial_interval=timedelta(seconds=1),
+            initial_interval=timedelta(seconds=first_retry),
             backoff_coefficient=2.0,
             maximum_interval=timedelta(seconds=60),
-            maximum_attempts=t.llm_attempts,
+            maximum_attempts=attempts,
             non_retryable_error_types=NON_RETRYABLE,
         ),
     )
+
+
+def llm(t: StepTimeouts) -> dict[str, Any]:
+    """One Messages API call. 429/529/5xx/network are retried with backoff (the activity passes
+    the provider's retry-after as the next delay); 4xx rejections are final."""
+    return _call(t.llm_seconds, t.heartbeat_seconds, first_retry=1.0, attempts=t.llm_attempts)
 
 
 def tool(t: StepTimeouts) -> dict[str, Any]:
     """One tool call on an MCP server (or the built-in calculator). A crashed server is
     reconnected by the pool and the call retried; a tool's own error result is not an exception."""
-    return dict(
-        start_to_close_timeout=timedelta(seconds=t.tool_seconds),
-        heartbeat_timeout=timedelta(seconds=t.heartbeat_seconds),
-        retry_policy=RetryPolicy(
-            initial_interval=timedelta(milliseconds=500),
-            backoff_coefficient=2.0,
-            maximum_interval=timedelta(seconds=30),
-            maximum_attempts=t.tool_attempts,
-            non_retryable_error_types=NON_RETRYABLE,
-        ),
-    )
+    return _call(t.tool_seconds, t.heartbeat_seconds, first_retry=0.5, attempts=t.tool_attempts)
