@@ -167,6 +167,56 @@ def waiting_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+CPU_COLUMNS = ("Temporal server", "worker", "ingress", "Redis", "LLM server", "bench client")
+
+
+def _cpu_column(process: str) -> str:
+    if process.startswith("temporal"):
+        return "Temporal server"
+    if "worker" in process:
+        return "worker"
+    if process.startswith("ingress"):
+        return "ingress"
+    return {"redis": "Redis", "llm": "LLM server"}.get(process, "bench client")
+
+
+def cpu_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """CPU ms per node by process during the burst, and what that allows on this machine's cores
+    if nothing else ran: the figure other load on the machine disturbs least."""
+    sources = [("bare", results.get("bare"))]
+    sources += [(k, v) for k, v in results.get("workloads", {}).items() if not k.startswith("tuned_")]
+    sources += [(f"direct_{k}", v) for k, v in results.get("direct", {}).items()]
+    sources += [("bare_server_tuned", results.get("bare_server_tuned"))]
+    sources += [(k, v) for k, v in results.get("workloads", {}).items() if k.startswith("tuned_")]
+    cores = results.get("machine", {}).get("nproc") or 1
+    out = []
+    for key, row in sources:
+        if not row or "cpu_ms_per_node" not in row:
+            continue
+        cols = dict.fromkeys(CPU_COLUMNS, 0.0)
+        for process, ms in row["cpu_ms_per_node"].items():
+            cols[_cpu_column(process)] += ms
+        total = sum(cols.values())
+        out.append({
+            "workload": key, "label": row["label"], **{k: round(v, 2) for k, v in cols.items()}, "total": round(total, 2),
+            "capacity_wf_s": round(cores * 1000 / total, 1) if total else None,
+            "others_cores": row.get("cores_during_burst", {}).get("others", 0.0),
+        })
+    return out
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    cores = results.get("machine", {}).get("nproc") or 1
+    lines = [
+        "| workload (CPU ms per node during the burst) | " + " | ".join(CPU_COLUMNS) + f" | total | CPU-bound capacity on {cores} cores, wf/s | other load, cores |",
+        "| " + " | ".join(["---"] * (len(CPU_COLUMNS) + 4)) + " |",
+    ]
+    for r in cpu_rows(results):
+        cells = " | ".join(fmt(r[c]) for c in CPU_COLUMNS)
+        lines.append(f"| {r['label']} | {cells} | {fmt(r['total'])} | {fmt(r['capacity_wf_s'])} | {fmt(r['others_cores'], 2)} |")
+    return "\n".join(lines)
+
+
 def eager_lines(results: dict[str, Any]) -> str:
     lines = []
     for server, e in results.get("eager", {}).items():
@@ -179,5 +229,5 @@ def eager_lines(results: dict[str, Any]) -> str:
 
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    results = {**results, "table": rows(results)}
+    results = {**results, "table": rows(results), "cpu_table": cpu_rows(results)}
     path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

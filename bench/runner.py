@@ -35,6 +35,16 @@ from bench.stack import API_KEY, ROOT, BenchStack, cpu_seconds, load_average, sy
 from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver
 
 ARTIFACTS = ROOT / "test-artifacts"
+WAITING_VARIANTS = {  # --waiting NAME,...: worker settings of the waiting loops (bench/worker.py)
+    "defaults": ("temporalio defaults", ""),
+    "activities": ("activities=2100", "activities=2100"),
+    "connections": ("activities=2100, llm-connections=2100", "activities=2100,llm-connections=2100"),
+    "tuned": ("activities=2100, llm-connections=2100, cache=2100", "activities=2100,llm-connections=2100,cache=2100"),
+    "heartbeat": (
+        "activities=2100, llm-connections=2100, cache=2100, heartbeat=10",
+        "activities=2100,llm-connections=2100,cache=2100,heartbeat=10",
+    ),
+}
 ALL_PATCHES = "unsandboxed,local-steps,no-search-attributes"
 TUNED_SERVER = {"history.transferProcessorMaxPollRPS": "1000"}
 
@@ -46,17 +56,17 @@ class Plan:
     burst: int = 200
     agent_k: int = AGENT_ITERATIONS
     waiting_loops: int = 2000
-    waiting_budget: float = 45.0
+    waiting_budget: float = 90.0
     waiting_variants: tuple[tuple[str, str], ...] = (
         ("temporalio defaults", ""),
-        ("activities=2100", "activities=2100"),
         ("activities=2100, llm-connections=2100, cache=2100", "activities=2100,llm-connections=2100,cache=2100"),
     )
     experiments: tuple[str, ...] = ("local-steps", "unsandboxed", "no-search-attributes", ALL_PATCHES)
     eager: bool = True
     server_tuning: bool = True
     waiting: bool = True
-    budget_seconds: float = 285.0  # optional phases are skipped past this, to stay near 5 minutes
+    only_waiting: bool = False
+    budget_seconds: float = 300.0  # optional phases are skipped when the rest would not fit
 
 
 class Clock:
@@ -222,68 +232,77 @@ async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str,
     await reader.start()
     try:
         client = await baseline.connect(stack.temporal_address)
-
-        say(f"1/5 bare Temporal ceiling: {plan.sequential} sequential, {plan.burst} at once")
-        results["bare"] = await bare_phase(stack, client, plan, "bare Temporal (3 no-op activities + timer)", "bare")
-
-        say("2/5 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
-        worker, ingress = await with_services(stack, "ours", "executor.work")
-        try:
-            ours = await ours_phase(stack, StreamDriver(redis, reader, "executor.work"), plan, list(NODES), "ours", "ours")
-            results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
-        finally:
-            stack.stop(ingress.proc)
-            stack.stop(worker.proc)
-
-        say("3/5 direct in-process executor (no Temporal, no stream)")
-        results["direct"] = await direct_phase(stack, plan)
-        if plan.eager:
-            results["eager"]["default server"] = await eager_phase(client, plan)
-
+        if plan.only_waiting:
+            plan.server_tuning = plan.eager = False
+        else:
+            await default_server_phases(stack, plan, redis, reader, client, results)
         if not (plan.server_tuning or plan.waiting):
             return
-        # The rest on a second dev server (the first one is stopped: 2 cores, and its history).
-        stack.stop(stack.temporal)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in TUNED_SERVER.items())
-        say(f"4/5 a dev server with {label}: bare, ours, scratch changes (in bench processes only)")
-        _, address = stack.start_temporal_with("temporal-tuned", TUNED_SERVER)
-        client = await baseline.connect(address)
-        results["tuned_server"] = {"dynamic_config": TUNED_SERVER}
-        if plan.server_tuning:
-            results["bare_server_tuned"] = await bare_phase(stack, client, plan, f"bare Temporal, server {label}", "bare-tuned")
-            results["workloads"]["tuned_ours_tool"] = await ours_tool_experiment(
-                stack, redis, reader, plan, "", f"ours, server {label}", TEMPORAL_ADDRESS=address
-            )
-            for patches in plan.experiments:
-                if clock.left() < 60 + 35 * len(plan.waiting_variants):
-                    results["skipped"].append(f"experiment {patches}: time budget")
-                    continue
-                name = patches.replace(",", "+")
-                results["workloads"][f"tuned_exp_{name}_tool"] = await ours_tool_experiment(
-                    stack, redis, reader, plan, patches, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
-                )
-            if plan.eager:
-                results["eager"][f"server {label}"] = await eager_phase(client, plan)
-
-        if plan.waiting:
-            say(f"5/5 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker (server {label})")
-            variants = plan.waiting_variants
-            for n, (name, patches) in enumerate(variants):
-                run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - 5) / (len(variants) - n) - 8))
-                w = await waiting.measure(
-                    stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget,
-                    TEMPORAL_ADDRESS=address,
-                )
-                results["waiting"].append(w)
-                say(
-                    f"waiting ({name}): {w['max_in_flight']} in flight of {w['submitted']} "
-                    f"({w['started']} started, {w['open_workflows']} open), RSS {w['rss_idle_mib']} → {w['rss_loaded_mib']} MiB, "
-                    f"{w['rss_per_loop_kib']} KiB/loop, CPU {w['cpu_percent_waiting']}%"
-                )
+        await tuned_server_phases(stack, plan, clock, redis, reader, results)
     finally:
         reader.forget()
         await reader.close()
         await redis.aclose()
+
+
+async def default_server_phases(stack: BenchStack, plan: Plan, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
+    say(f"1/5 bare Temporal ceiling: {plan.sequential} sequential, {plan.burst} at once")
+    results["bare"] = await bare_phase(stack, client, plan, "bare Temporal (3 no-op activities + timer)", "bare")
+
+    say("2/5 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
+    worker, ingress = await with_services(stack, "ours", "executor.work")
+    try:
+        ours = await ours_phase(stack, StreamDriver(redis, reader, "executor.work"), plan, list(NODES), "ours", "ours")
+        results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
+    finally:
+        stack.stop(ingress.proc)
+        stack.stop(worker.proc)
+
+    say("3/5 direct in-process executor (no Temporal, no stream)")
+    results["direct"] = await direct_phase(stack, plan)
+    if plan.eager:
+        results["eager"]["default server"] = await eager_phase(client, plan)
+
+
+async def tuned_server_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, reader: ResultReader, results: dict[str, Any]) -> None:
+    """The rest on a second dev server (the first one is stopped: 2 cores, and its history)."""
+    stack.stop(stack.temporal)
+    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in TUNED_SERVER.items())
+    say(f"4/5 a dev server with {label}: bare, ours, scratch changes (in bench processes only)")
+    _, address = stack.start_temporal_with("temporal-tuned", TUNED_SERVER)
+    client = await baseline.connect(address)
+    results["tuned_server"] = {"dynamic_config": TUNED_SERVER}
+    if plan.server_tuning:
+        results["bare_server_tuned"] = await bare_phase(stack, client, plan, f"bare Temporal, server {label}", "bare-tuned")
+        results["workloads"]["tuned_ours_tool"] = await ours_tool_experiment(
+            stack, redis, reader, plan, "", f"ours, server {label}", TEMPORAL_ADDRESS=address
+        )
+        for patches in plan.experiments:
+            if clock.left() < 25 + 55 * len(plan.waiting_variants) * plan.waiting:
+                results["skipped"].append(f"experiment {patches}: time budget")
+                continue
+            name = patches.replace(",", "+")
+            results["workloads"][f"tuned_exp_{name}_tool"] = await ours_tool_experiment(
+                stack, redis, reader, plan, patches, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
+            )
+        if plan.eager:
+            results["eager"][f"server {label}"] = await eager_phase(client, plan)
+
+    if plan.waiting:
+        say(f"5/5 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker (server {label})")
+        variants = plan.waiting_variants
+        for n, (name, patches) in enumerate(variants):
+            run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - 5) / (len(variants) - n) - 8))
+            w = await waiting.measure(
+                stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget,
+                TEMPORAL_ADDRESS=address,
+            )
+            results["waiting"].append(w)
+            say(
+                f"waiting ({name}): {w['max_in_flight']} in flight of {w['submitted']} "
+                f"({w['started']} started, {w['open_workflows']} open), RSS {w['rss_idle_mib']} → {w['rss_loaded_mib']} MiB, "
+                f"{w['rss_per_loop_kib']} KiB/loop, CPU {w['cpu_percent_waiting']}%"
+            )
 
 
 async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
@@ -320,6 +339,8 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
     report.write_json(results, out_path)
     print()
     print(report.table(results))
+    print()
+    print(report.cpu_table(results))
     if results["waiting"]:
         print()
         print(report.waiting_table(results))
@@ -340,6 +361,9 @@ def cli() -> None:
     p.add_argument("--no-waiting", action="store_true", help="skip the waiting agent loops")
     p.add_argument("--no-experiments", action="store_true", help="skip the scratch experiments and the second server")
     p.add_argument("--loops", type=int, default=None, help="waiting agent loops (default 2000)")
+    p.add_argument("--waiting", default=None, help=f"worker settings of the waiting loops, from {','.join(WAITING_VARIANTS)} (default: defaults,tuned)")
+    p.add_argument("--only-waiting", action="store_true", help="only the waiting agent loops")
+    p.add_argument("--experiments", default=None, help="';'-separated BENCH_PATCHES sets for the tool-node experiments (see bench/worker.py)")
     p.add_argument("--burst", type=int, default=None, help="N started at once (default 200)")
     p.add_argument("--sequential", type=int, default=None, help="runs at low load (default 30)")
     p.add_argument("--out", default=str(ARTIFACTS / "bench-results.json"), help="where the JSON figures go")
@@ -353,6 +377,11 @@ def cli() -> None:
     if args.no_experiments:
         plan.experiments, plan.eager, plan.server_tuning = (), False, False
     plan.waiting_loops = args.loops or plan.waiting_loops
+    plan.only_waiting = args.only_waiting
+    if args.experiments is not None:
+        plan.experiments = tuple(e for e in args.experiments.split(";") if e)
+    if args.waiting:
+        plan.waiting_variants = tuple(WAITING_VARIANTS[name] for name in args.waiting.split(","))
     plan.burst = args.burst or plan.burst
     plan.sequential = args.sequential or plan.sequential
     ARTIFACTS.mkdir(exist_ok=True)
