@@ -154,14 +154,15 @@ def table(results: dict[str, Any]) -> str:
 
 def waiting_table(results: dict[str, Any]) -> str:
     lines = [
-        "| worker settings | loops submitted | workflows started | LLM calls in flight (max) | worker RSS idle MiB "
-        "| worker RSS loaded MiB | RSS per waiting loop KiB | worker CPU while waiting | time to plateau s |",
-        "| " + " | ".join(["---"] * 9) + " |",
+        "| worker settings | loops submitted | workflows started | open | LLM calls in flight (max) | worker RSS idle MiB "
+        "| worker RSS loaded MiB | RSS per in-flight call KiB | RSS per open loop KiB | worker CPU, last 5 s | seconds to the most in flight |",
+        "| " + " | ".join(["---"] * 11) + " |",
     ]
     for run in results.get("waiting", []):
         lines.append(
-            f"| {run['label']} | {run['submitted']} | {fmt(run.get('started'))} | {run['max_in_flight']} "
+            f"| {run['label']} | {run['submitted']} | {fmt(run.get('started'))} | {fmt(run.get('open_workflows'))} | {run['max_in_flight']} "
             f"| {fmt(run['rss_idle_mib'])} | {fmt(run['rss_loaded_mib'])} | {fmt(run.get('rss_per_loop_kib'))} "
+            f"| {fmt(run.get('rss_per_open_loop_kib'))} "
             f"| {fmt(run.get('cpu_percent_waiting'), 0)}% | {fmt(run.get('seconds_to_plateau'))} |"
         )
     return "\n".join(lines)

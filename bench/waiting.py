@@ -4,7 +4,8 @@ Each loop is an agent node whose first LLM call the slow server holds (until rel
 bench never does: the worker is killed once the figures are taken). The bench XADDs N work items,
 then samples every second: LLM calls held at the server (= loops waiting on their model), the
 worker's RSS (/proc/<pid>/status VmRSS) and CPU, and how many work items the ingress has turned
-into workflows, until the number held stops moving.
+into workflows, until every loop is held, or the number held and started stopped moving and the
+worker is idle again (below a quarter of a core), or the time budget is spent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from temporalio.client import Client
 
 from bench.stack import BenchStack, cpu_seconds, rss_kib
 from bench.workloads import ResultReader, StreamDriver, waiting_agent_node
+
+
+WARMUP = 3
 
 
 def echo_agent(i: int) -> dict[str, Any]:
@@ -66,7 +70,7 @@ async def measure(
     pid = worker.proc.pid
     try:
         driver = StreamDriver(redis, reader, stream)
-        for i in range(3):  # imports, sandbox, clients: warm before the idle RSS is taken
+        for i in range(WARMUP):  # imports, sandbox, clients: warm before the idle RSS is taken
             await driver.one(echo_agent(i), timeout=60)
         await asyncio.sleep(1.0)
         rss_idle = rss_kib(pid)
@@ -74,7 +78,7 @@ async def measure(
         t0 = time.monotonic()
         await driver.submit_only(waiting_agent_node, loops)
         samples: list[dict[str, Any]] = []
-        last_change, last_held = time.monotonic(), -1
+        last_change, last_state = time.monotonic(), (-1, -1)
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
@@ -87,10 +91,11 @@ async def measure(
                 "started": await started_count(redis, stream),
             }
             samples.append(sample)
-            if sample["held"] != last_held:
-                last_held, last_change = sample["held"], now
+            if (sample["held"], sample["started"]) != last_state:  # still ramping: calls held or workflows started
+                last_state, last_change = (sample["held"], sample["started"]), now
             full = sample["held"] >= loops
-            stalled = sample["held"] > 0 and now - last_change >= settle
+            busy = len(samples) >= 3 and (samples[-1]["cpu_s"] - samples[-3]["cpu_s"]) / (samples[-1]["t"] - samples[-3]["t"]) > 0.25
+            stalled = sample["held"] > 0 and now - last_change >= settle and not busy  # and the worker is done with the rest
             if full or stalled or now - t0 >= budget or not worker.proc.alive():
                 break
         if full:  # everything is waiting: let it sit a few seconds to see the steady state
@@ -114,7 +119,7 @@ async def measure(
             "label": label,
             "patches": patches or "(defaults)",
             "submitted": loops,
-            "started": last["started"],
+            "started": last["started"] - WARMUP,
             "open_workflows": opened,
             "max_in_flight": in_flight,
             "held_at_end": stats["held"],
@@ -122,6 +127,7 @@ async def measure(
             "rss_idle_mib": round(rss_idle / 1024, 1),
             "rss_loaded_mib": round(rss_loaded / 1024, 1),
             "rss_per_loop_kib": round((rss_loaded - rss_idle) / in_flight, 1) if in_flight else None,
+            "rss_per_open_loop_kib": round((rss_loaded - rss_idle) / opened, 1) if opened else None,
             "cpu_percent_waiting": cpu,
             "seconds_to_plateau": plateau,
             "worker_alive": worker.proc.alive(),
