@@ -1,7 +1,8 @@
 """The built-in `calculate` tool: arithmetic on numbers, parsed with `ast`, never `eval`.
 
 Only numbers, + - * / // % **, unary signs, parentheses and a few math functions are accepted.
-Powers and intermediate results are bounded so `9**9**9` is refused instead of hanging a worker.
+Powers, rounding digits, nesting and intermediate results are bounded, so inputs like `9**9**9`
+or `round(1, -10**8)` are refused at once instead of hanging a worker.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ INPUT_SCHEMA: dict[str, Any] = {
 MAX_EXPRESSION_CHARS = 1000
 MAX_EXPONENT = 10_000
 MAX_MAGNITUDE = 10**300
+MAX_DEPTH = 50  # nesting of operations; deeper is refused before evaluation
+MAX_ROUND_DIGITS = 20  # round(x, n): CPython computes 10**-n, unbounded for huge negative n
 
 
 class CalculationError(ValueError):
@@ -67,13 +70,15 @@ def _check(value: Any) -> Any:
     return value
 
 
-def _eval(node: ast.AST) -> Any:
+def _eval(node: ast.AST, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise CalculationError(f"expression nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, ast.Expression):
-        return _eval(node.body)
+        return _eval(node.body, depth + 1)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return _check(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _eval(node.left), _eval(node.right)
+        left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
         if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
             raise CalculationError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
         if isinstance(node.op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
@@ -86,7 +91,7 @@ def _eval(node: ast.AST) -> Any:
         except OverflowError:
             raise CalculationError("result is too large") from None
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _check(_UNARY[type(node.op)](_eval(node.operand)))
+        return _check(_UNARY[type(node.op)](_eval(node.operand, depth + 1)))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:
         return _CONSTANTS[node.id]
     if (
@@ -95,8 +100,11 @@ def _eval(node: ast.AST) -> Any:
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
+        args = [_eval(arg, depth + 1) for arg in node.args]
+        if node.func.id == "round" and len(args) > 1 and (not isinstance(args[1], int) or abs(args[1]) > MAX_ROUND_DIGITS):
+            raise CalculationError(f"round: digits must be an integer within ±{MAX_ROUND_DIGITS}")
         try:
-            return _check(_FUNCTIONS[node.func.id](*(_eval(arg) for arg in node.args)))
+            return _check(_FUNCTIONS[node.func.id](*args))
         except (TypeError, ValueError) as exc:
             raise CalculationError(f"{node.func.id}: {exc}") from None
     raise CalculationError(f"not arithmetic: {ast.unparse(node)}")
@@ -112,4 +120,6 @@ def calculate(expression: Any) -> int | float:
         tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as exc:
         raise CalculationError(f"not arithmetic: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise CalculationError(f"expression nested deeper than {MAX_DEPTH} levels") from None
     return _eval(tree)

@@ -132,7 +132,10 @@ def test_unknown_template_variables_fail_or_are_kept_by_setting() -> None:
     lenient.check()
 
 
-@pytest.mark.parametrize(("expression", "value"), [("2*(3+4)", 14), ("7/2", 3.5), ("-2**2", -4), ("sqrt(16)+max(1,2)", 6.0), ("10 % 4", 2)])
+@pytest.mark.parametrize(
+    ("expression", "value"),
+    [("2*(3+4)", 14), ("7/2", 3.5), ("-2**2", -4), ("sqrt(16)+max(1,2)", 6.0), ("10 % 4", 2), ("round(3.14159, 2)", 3.14), ("round(1234, -2)", 1200)],
+)
 def test_calculate_does_arithmetic(expression: str, value: float) -> None:
     assert calculate(expression) == value
 
@@ -149,6 +152,12 @@ def test_calculate_does_arithmetic(expression: str, value: float) -> None:
         ("1 +", "not arithmetic"),
         ("", "expression must be a non-empty string"),
         ("1" * 2000, "expression longer than 1000 characters"),
+        ("round(1, -10**8)", "round: digits must be an integer within ±20"),
+        ("round(1, -10**300)", "round: digits must be an integer within ±20"),
+        ("round(2.5, 0.5)", "round: digits must be an integer within ±20"),
+        ("-" * 998 + "1", "nested deeper than 50 levels"),
+        ("(" * 300 + "1" + ")" * 300, "not arithmetic: too many nested parentheses"),
+        ("10**300 * 10**300", "result is too large"),
     ],
 )
 def test_calculate_refuses_what_is_not_bounded_arithmetic(expression: str, reason: str) -> None:
