@@ -180,6 +180,8 @@ def test_node_deadline_fails_the_node_and_cancels_the_call(fs: Stack) -> None:
     event = fs.wait_event(g, "n1", timeout=30)
     assert event["type"] == "node.failed"
     assert event["data"]["error"] == "node deadline of 2s exceeded during tool mcp__http__gate"
+    history = fs.temporal(lambda c: c.get_workflow_handle(event["data"]["workflow_id"]).fetch_history())
+    assert any(e.HasField("activity_task_cancel_requested_event_attributes") for e in history.events)  # the call was cancelled
     gate.unlink()
 
 
@@ -210,3 +212,29 @@ def test_sigterm_drains_the_call_in_flight(fs: Stack) -> None:
     event = fs.wait_event(g, "n1", timeout=30)
     assert event["type"] == "node.completed"
     assert len([c for c in fs.mcp_calls("slow_started") if c["tag"] == tag]) == 1  # not run again
+
+
+def test_cancellation_during_an_emit_outage_still_emits_once(fs: Stack) -> None:
+    gate = fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
+    graph, node, wid = fs.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
+    wait_until(lambda: [c for c in fs.mcp_calls("gate_started") if c["name"] == gate.name], message="call in flight")
+    fs.procs.pop("redis").stop()
+    gate.unlink()  # the tool finishes; emit now fails while Redis is down
+
+    async def emit_attempts(client) -> int:
+        pending = (await client.get_workflow_handle(wid).describe()).raw_description.pending_activities
+        return max((p.attempt for p in pending if p.activity_type.name == "emit_result"), default=0)
+
+    wait_until(lambda: fs.temporal(emit_attempts) >= 2, timeout=30, message="emit retrying")
+    fs.temporal(lambda c: c.get_workflow_handle(wid).cancel())
+    time.sleep(1)
+    fs.procs["redis"] = start_redis(fs.tmp / "redis", port=fs.redis_port, sink=fs.log)
+    event = fs.wait_event(graph, node, timeout=60)
+    assert event["type"] == "node.completed" and event["data"]["output"] == {"result": f"gate {gate.name} passed"}
+    time.sleep(1)
+    assert len(fs.events(graph, node)) == 1
+
+    async def status(client) -> str:
+        return (await client.get_workflow_handle(wid).describe()).status.name
+
+    assert wait_until(lambda: fs.temporal(status) == "COMPLETED", message="completed despite the late cancel")

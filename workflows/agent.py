@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from executor.contract import AgentNode
@@ -113,6 +113,8 @@ class AgentLoop:
                 **policies.tool(self.carry.resolved.timeouts),
             )
         except ActivityError as err:  # the call could not be made: tell the model, let it recover
+            if isinstance(err.cause, CancelledError):
+                raise  # the node is being cancelled or is past its deadline: not the model's business
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             return self._record(call_id, name, arguments, f"tool call failed: {message}", error=True)

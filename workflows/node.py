@@ -117,13 +117,23 @@ class NodeWorkflow:
         self._status = outcome.status
         if self._search:
             workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome.status)])
-        receipt = await workflow.execute_activity(
-            "emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT
-        )
+        receipt = await self._emit(outcome)
         workflow.logger.info("node %s emitted to %s", outcome.status, receipt.stream)
         if cancelled:
             raise asyncio.CancelledError()
         return outcome
+
+    async def _emit(self, outcome: NodeOutcome) -> EmitReceipt:
+        """The result must reach the orchestrator: a cancellation requested while emitting (say,
+        during a Redis outage) does not stop it; the outcome was decided before it came."""
+        emitting = workflow.start_activity(
+            "emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT
+        )
+        while True:
+            try:
+                return await asyncio.shield(emitting)
+            except asyncio.CancelledError:
+                workflow.logger.info("cancellation requested while emitting the %s result; emitting it first", outcome.status)
 
     async def _execute(self, item: WorkItem, carry: AgentCarry | None, started: datetime) -> tuple[Any, dict[str, Any]]:
         """Resolve, then run the mode's steps within the node's deadline."""

@@ -41,6 +41,13 @@ def main() -> int:
             wid = f"node:{cases['agent_approval'][0]}:n1:{event_id}"
             [waiting] = wait_until(lambda: stack.query(wid, "pending_approvals"))
             stack.temporal(lambda c: c.get_workflow_handle(wid).execute_update("decide", ApprovalDecision(call_id=waiting["call_id"], approve=True)))
+            gate = stack.gate("record-deadline")
+            cases["tool_deadline"] = stack.submit_node({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}, "timeout": 1})
+            cancel_gate = stack.gate("record-cancel")
+            cancel_id = str(uuid.uuid4())
+            cases["tool_cancelled"] = stack.submit_node({"tool_name": "mcp__http__gate", "tool_params": {"name": cancel_gate.name}}, id=cancel_id)
+            wait_until(lambda: [c for c in stack.mcp_calls("gate_started") if c["name"] == cancel_gate.name])
+            stack.temporal(lambda c: c.get_workflow_handle(f"node:{cases['tool_cancelled'][0]}:n1:{cancel_id}").cancel())
             for name, (graph, node) in cases.items():
                 event = stack.wait_event(graph, node, timeout=60)
                 workflow_id = event["data"]["workflow_id"]
@@ -53,6 +60,8 @@ def main() -> int:
                     path = OUT / f"{name}.run{n}.json"
                     path.write_text(json.dumps({"workflow_id": workflow_id, "history": json.loads(history)}, indent=1))
                     print("recorded", path.relative_to(ROOT))
+            gate.unlink()
+            cancel_gate.unlink()
     return 0
 
 
