@@ -4,10 +4,10 @@ On the dev server as `make run` and the tests start it:
   1 bare         BareNode started by a client, its worker in its own process
   2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
   3 direct       the same steps in-process, no Temporal, no stream
-  4 experiments  ours (tool nodes) with scratch changes in the worker process only
-                 (bench/worker.py), and the bare workflow with eager start
+                 (and the bare workflow with eager start, its worker in this process)
 On a second dev server with `history.transferProcessorMaxPollRPS=1000` (see docs/performance.md):
-  4b             bare and ours again, then ours with every scratch change
+  4 experiments  bare and ours again, then ours with scratch changes in the worker process only
+                 (bench/worker.py), and eager start again
   5 waiting      agent loops held by a slow LLM on one worker: defaults, then tuned
 Each phase has its own task queue and work stream; ours uses the real `executor.work`.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -57,10 +58,7 @@ class Plan:
     agent_k: int = AGENT_ITERATIONS
     waiting_loops: int = 2000
     waiting_budget: float = 90.0
-    waiting_variants: tuple[tuple[str, str], ...] = (
-        ("temporalio defaults", ""),
-        ("activities=2100, llm-connections=2100, cache=2100", "activities=2100,llm-connections=2100,cache=2100"),
-    )
+    waiting_variants: tuple[tuple[str, str], ...] = (WAITING_VARIANTS["defaults"], WAITING_VARIANTS["tuned"])
     experiments: tuple[str, ...] = ("local-steps", "unsandboxed", "no-search-attributes", ALL_PATCHES)
     eager: bool = True
     server_tuning: bool = True
@@ -306,6 +304,10 @@ async def tuned_server_phases(stack: BenchStack, plan: Plan, clock: Clock, redis
 
 
 async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
+    # SIGTERM (e.g. `timeout`) cancels the run like Ctrl-C does, so every child is still stopped
+    main = asyncio.current_task()
+    assert main is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main.cancel)
     clock = Clock(plan.budget_seconds)
     results: dict[str, Any] = {
         "command": "make bench  (.venv/bin/python -m bench)",
@@ -371,7 +373,6 @@ def cli() -> None:
     plan = Plan()
     if args.quick:
         plan = Plan(warmup=2, sequential=10, burst=40, waiting_loops=300, waiting_budget=20, experiments=("local-steps",))
-        plan.waiting_variants = (plan.waiting_variants[0], plan.waiting_variants[-1])
     if args.no_waiting:
         plan.waiting = False
     if args.no_experiments:
@@ -388,7 +389,7 @@ def cli() -> None:
     code = 1
     try:
         code = asyncio.run(run(plan, ARTIFACTS / "bench.log", Path(args.out).resolve()))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         code = 130
     finally:
         # temporalio's native threads can abort a finalising interpreter (sdk-python#300)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -181,16 +180,3 @@ class BenchStack:
         """Hold new calls again, and restart the high-water marks."""
         self._slow_post("/reset")
 
-
-def wait_log_line(path: Path, needle: str, since: int, timeout: float = 30.0, proc: Proc | None = None) -> None:
-    """Wait until `needle` appears in the log file after byte offset `since`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(path, "rb") as f:
-            f.seek(since)
-            if needle.encode() in f.read():
-                return
-        if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}")
-        time.sleep(0.1)
-    raise TimeoutError(f"{needle!r} not logged within {timeout:.0f}s")

@@ -65,8 +65,8 @@ async def measure(
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     task_queue, stream = f"bench-wait-{tag}", f"bench.wait.{tag}"
-    worker = stack.start_worker(f"worker-wait-{label}", task_queue, stream, stack.llm_url, patches=patches, **env)
-    ingress = stack.start_ingress(f"ingress-wait-{label}", task_queue, stream, INGRESS_BLOCK_MS="200", **env)
+    worker = stack.start_worker(f"worker-wait-{tag}", task_queue, stream, stack.llm_url, patches=patches, **env)
+    ingress = stack.start_ingress(f"ingress-wait-{tag}", task_queue, stream, INGRESS_BLOCK_MS="200", **env)
     pid = worker.proc.pid
     try:
         driver = StreamDriver(redis, reader, stream)

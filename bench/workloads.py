@@ -2,7 +2,8 @@
 from `dago:events:node.completed` (or `node.failed`), with the real worker and ingress.
 
 The node kinds: `tool` (built-in `calculate`), `llm` (an `echo*` model, answered at once by the
-scripted LLM) and `agent` (k iterations: `calculate` tool_use k-1 times, then text).
+bench's LLM server, bench/llm_server.py) and `agent` (k iterations: `calculate` tool_use k-1
+times, then text).
 """
 
 from __future__ import annotations
