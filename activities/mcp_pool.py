@@ -33,9 +33,8 @@ class ServerUnavailable(Exception):
 class _Session:
     """One server's session, entered and exited inside its owner task."""
 
-    def __init__(self, server: McpServer, read_timeout: float):
+    def __init__(self, server: McpServer):
         self.server = server
-        self._read_timeout = read_timeout
         self._stop = asyncio.Event()
         self._ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._own(), name=f"mcp-session-{server.name}")
@@ -51,7 +50,7 @@ class _Session:
 
     async def _own(self) -> None:
         try:
-            async with Client(self._transport(), read_timeout_seconds=self._read_timeout) as client:
+            async with Client(self._transport()) as client:
                 self._ready.set_result(client)
                 await self._stop.wait()
         except BaseException as exc:  # noqa: BLE001 - the owner task must never leak an error
@@ -73,7 +72,7 @@ class _Session:
         self._stop.set()
         try:
             await asyncio.wait_for(self._task, 10)
-        except (TimeoutError, Exception):  # noqa: BLE001 - closing is best effort
+        except Exception:  # noqa: BLE001 - closing is best effort (TimeoutError included)
             self._task.cancel()
 
 
@@ -102,8 +101,8 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
-# Codes after which the session cannot be trusted: the server is gone or stuck.
-_BROKEN_SESSION_CODES = {-32000, -32001}  # CONNECTION_CLOSED, REQUEST_TIMEOUT
+CONNECTION_CLOSED = -32000  # the server is gone: the session is retired
+PING_TIMEOUT = 5.0
 
 
 class McpPool:
@@ -117,7 +116,7 @@ class McpPool:
         async with self._lock:
             session = self._sessions.get(name)
             if session is None or not session.alive:
-                session = _Session(self.servers[name], self._read_timeout)
+                session = _Session(self.servers[name])
                 self._sessions[name] = session
         try:
             return session, await session.client()
@@ -139,12 +138,12 @@ class McpPool:
                 found: list[Tool] = []
                 cursor = None
                 while True:
-                    page = await client.list_tools(cursor=cursor)
+                    page = await asyncio.wait_for(client.list_tools(cursor=cursor), self._read_timeout)
                     found.extend(page.tools)
                     cursor = page.next_cursor
                     if not cursor:
                         break
-            except (MCPError, Exception) as exc:  # noqa: BLE001 - any failure here breaks the session
+            except Exception as exc:  # noqa: BLE001 - any failure here (MCPError included) breaks the session
                 await self._retire(name, session)
                 raise ServerUnavailable(f"MCP server {name}: tools/list failed: {_reason(exc)}") from None
             session.tools = found
@@ -154,15 +153,34 @@ class McpPool:
     async def call(self, name: str, tool: str, arguments: dict[str, Any], timeout: float) -> CallToolResult:
         session, client = await self._session(name)
         try:
-            return await client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+            # Our own timeout, not the SDK's read timeout: on streamable HTTP that one tears the
+            # whole session down, failing every other call in flight on it.
+            return await asyncio.wait_for(client.call_tool(tool, arguments), timeout)
+        except TimeoutError:
+            # One slow call must not fail the others; a server that answers nothing at all is
+            # stuck, though, and is restarted.
+            if not await self._answers_ping(client):
+                await self._retire(name, session)
+            raise ServerUnavailable(f"MCP server {name}: {tool} timed out after {timeout:g}s") from None
         except MCPError as exc:
-            if exc.code in _BROKEN_SESSION_CODES:
+            if exc.code == CONNECTION_CLOSED:
                 await self._retire(name, session)
                 raise ServerUnavailable(f"MCP server {name}: {exc.message}") from None
             raise
         except Exception as exc:  # noqa: BLE001 - transport failures surface as assorted types
             await self._retire(name, session)
             raise ServerUnavailable(f"MCP server {name}: {_reason(exc)}") from None
+
+    @staticmethod
+    async def _answers_ping(client: Client) -> bool:
+        """Alive if it answers a ping at all; an error reply (some servers have no `ping`) counts."""
+        try:
+            await asyncio.wait_for(client.send_ping(), PING_TIMEOUT)
+        except MCPError:
+            return True
+        except Exception:  # noqa: BLE001 - no answer, or a broken transport: the session is unusable
+            return False
+        return True
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}

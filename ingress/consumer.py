@@ -219,20 +219,31 @@ class Ingress:
         except MalformedEntry as bad:
             await self.dead_letter(entry, bad.reason, bad.graph_id, bad.node_id)
             return _Verdict.DONE
-        if entry.deliveries > self._settings.max_deliveries:
+        if entry.deliveries > self._settings.max_deliveries and not await self.exists(item):
+            # Read this often and still no workflow: whatever reads it dies or fails (a poison
+            # entry). A workflow that exists was started, and only the ack got lost: ack it below.
             reason = f"delivered {entry.deliveries} times without being started (limit {self._settings.max_deliveries})"
-            await self.dead_letter(entry, reason, item.graph_id, item.node_id)
+            await self.dead_letter(entry, reason, item.graph_id, item.node_id, malformed=False)
             return _Verdict.DONE
         try:
             await self.start(item)
         except StartRefused as refused:
-            await self.dead_letter(entry, str(refused), item.graph_id, item.node_id)
+            await self.dead_letter(entry, str(refused), item.graph_id, item.node_id, malformed=False)
             return _Verdict.DONE
         except RPCError as exc:
             self._metrics.start_failures.add(1)
             log.warning("could not start %s (%s); will retry", item.workflow_id, exc, extra=_ids(item))
             return _Verdict.RETRY
         return _Verdict.ACK
+
+    async def exists(self, item: WorkItem) -> bool:
+        try:
+            await self._temporal.get_workflow_handle(item.workflow_id).describe()
+            return True
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
 
     async def start(self, item: WorkItem) -> None:
         try:
@@ -270,18 +281,20 @@ class Ingress:
                 parts.append(f"model {(llm or {}).get('model') or self._settings.llm_model}")
         return " · ".join(parts)
 
-    async def dead_letter(self, entry: _Entry, reason: str, graph_id: str | None, node_id: str | None) -> None:
+    async def dead_letter(
+        self, entry: _Entry, reason: str, graph_id: str | None, node_id: str | None, *, malformed: bool = True
+    ) -> None:
         """Dead-letter entry, `node.failed` (ids permitting) and XACK in one transaction."""
         stream, entry_id, fields = entry.stream, entry.entry_id, entry.fields or {}
         now = datetime.now(UTC)
-        record = {
+        record = {  # the entry's own fields first: ours (stream, reason...) must not be forged by it
+            **{(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()},
             "stream": stream,
             "entry_id": entry_id,
             "reason": reason,
             "consumer": self._consumer,
             "deliveries": str(entry.deliveries),
             "at": now.isoformat(),
-            **{(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()},
         }
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self._settings.dead_letter_stream, record)
@@ -289,7 +302,7 @@ class Ingress:
                 event = ResultEvent.failure(
                     graph_id=graph_id,
                     node_id=node_id,
-                    error=f"malformed work item: {reason}",
+                    error=f"{'malformed work item' if malformed else 'work item not started'}: {reason}",
                     event_id=str(uuid.uuid4()),
                     at=now,
                     failures_as_completed=self._settings.report_failures_on_completed,

@@ -66,8 +66,7 @@ def test_emit_crash_after_write_does_not_double_the_event(fs: Stack) -> None:
 
 
 def test_idle_entries_of_a_dead_consumer_are_reclaimed(fs: Stack) -> None:
-    graphs = submit_many(fs, 0)
-    fs.procs.pop("ingress").kill()
+    kill_ingress_once_ready(fs)
     graphs = submit_many(fs, 3)
     taken = fs.redis.xreadgroup("executor-workers", "ghost", {WORK: ">"}, count=10)  # then it "dies"
     assert sum(len(e) for _, e in taken) == 3
@@ -75,8 +74,14 @@ def test_idle_entries_of_a_dead_consumer_are_reclaimed(fs: Stack) -> None:
     assert_exactly_one_each(fs, graphs)
 
 
-def test_entry_delivered_too_often_is_dead_lettered_with_node_failed(fs: Stack) -> None:
+def kill_ingress_once_ready(fs: Stack) -> None:
+    """Kill the ingress after it created the consumer group (so a test can play other consumers)."""
+    wait_until(lambda: fs.http_get("ingress", "/ready")[0] == 200, message="ingress ready")
     fs.procs.pop("ingress").kill()
+
+
+def test_entry_delivered_too_often_is_dead_lettered_with_node_failed(fs: Stack) -> None:
+    kill_ingress_once_ready(fs)
     [g] = submit_many(fs, 1)
     [(_, [(entry_id, _)])] = fs.redis.xreadgroup("executor-workers", "ghost", {WORK: ">"}, count=1)
     for n in range(3):  # other consumers claimed it and died each time
@@ -84,10 +89,28 @@ def test_entry_delivered_too_often_is_dead_lettered_with_node_failed(fs: Stack) 
     fs.start_service("ingress")
     event = fs.wait_event(g, "n1", timeout=30)
     assert event["type"] == "node.failed"
-    assert event["data"]["error"].startswith("malformed work item: delivered 5 times without being started (limit 3)")
+    assert event["data"]["error"].startswith("work item not started: delivered 5 times without being started (limit 3)")
     [dead] = [d for d in fs.dead_letters() if d["entry_id"] == entry_id]
     assert dead["deliveries"] == "5" and json.loads(dead["data"])["graph_id"] == g
     assert_exactly_one_each(fs, [g])
+
+
+def test_entry_delivered_too_often_but_started_is_acked_not_dead_lettered(fs: Stack) -> None:
+    """Its workflow exists (only acks got lost): no dead letter, no second event."""
+    g = f"g-{uuid.uuid4().hex[:10]}"
+    doc = {"id": str(uuid.uuid4()), "graph_id": g, "node_id": "n1", "config": calc()}
+    fs.submit(doc)
+    fs.wait_event(g, "n1")
+    fs.procs.pop("ingress").kill()
+    fs.submit(doc)  # the same work item again, then read and abandoned over and over
+    [(_, [(entry_id, _)])] = fs.redis.xreadgroup("executor-workers", "ghost", {WORK: ">"}, count=1)
+    for n in range(3):
+        fs.redis.xclaim(WORK, "executor-workers", f"ghost-{n}", 0, [entry_id])
+    fs.start_service("ingress")
+    wait_until(lambda: fs.pending() == 0, message="acked")
+    assert not [d for d in fs.dead_letters() if d["entry_id"] == entry_id]
+    time.sleep(1)
+    assert len(fs.events(g, "n1")) == 1
 
 
 def test_two_ingress_replicas_and_duplicate_deliveries(fs: Stack) -> None:
@@ -238,3 +261,20 @@ def test_cancellation_during_an_emit_outage_still_emits_once(fs: Stack) -> None:
         return (await client.get_workflow_handle(wid).describe()).status.name
 
     assert wait_until(lambda: fs.temporal(status) == "COMPLETED", message="completed despite the late cancel")
+
+
+def test_one_slow_tool_call_does_not_fail_the_others_on_its_server(fs: Stack) -> None:
+    """A call that times out leaves the session alone: a concurrent call on it completes."""
+    hang, quick = uuid.uuid4().hex[:6], fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
+    [g_slow] = submit_many(fs, 1, {"tool_name": "mcp__http__slow", "tool_params": {"seconds": 30, "tag": hang}})
+    wait_until(lambda: [c for c in fs.mcp_calls("slow_started") if c["tag"] == hang], message="slow call in flight")
+    time.sleep(1.5)
+    [g_gate] = submit_many(fs, 1, {"tool_name": "mcp__http__gate", "tool_params": {"name": quick.name}})
+    wait_until(lambda: [c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name], message="both in flight")
+    # the slow call's first attempt times out (TOOL_TIMEOUT 3 s) and is retried...
+    wait_until(lambda: len([c for c in fs.mcp_calls("slow_started") if c["tag"] == hang]) >= 2, message="slow call retried")
+    quick.unlink()  # ...while the gate call, younger than its own timeout, goes on and finishes
+    event = fs.wait_event(g_gate, "n1", timeout=30)
+    assert event["type"] == "node.completed"
+    assert len([c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name]) == 1  # not failed by the other's timeout
+    fs.wait_event(g_slow, "n1", timeout=60)
