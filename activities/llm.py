@@ -72,9 +72,14 @@ def _seconds(value: float):  # noqa: ANN202
 
 
 class LlmActivities:
-    def __init__(self, client: anthropic.AsyncAnthropic, metrics: Metrics | None = None):
+    def __init__(self, client: anthropic.AsyncAnthropic, metrics: Metrics | None = None, known_models: set[str] | None = None):
         self._client = client
         self._metrics = metrics or Metrics()
+        self._known_models = known_models or set()
+
+    def _label(self, model: str) -> str:
+        """Work items choose the model: only models the operator named become metric labels."""
+        return model if model in self._known_models else "other"
 
     @activity.defn(name="call_llm")
     async def call_llm(self, request: LlmRequest) -> LlmReply:
@@ -100,7 +105,7 @@ class LlmActivities:
             except ValueError as exc:  # the SDK lets a body that is not JSON through as a decode error
                 raise fail(LLM_BAD_RESPONSE, f"LLM response unusable: not JSON ({exc})") from None
         except ApplicationError as err:
-            self._metrics.llm(request.model, "error", time.monotonic() - began)
+            self._metrics.llm(self._label(request.model), "error", time.monotonic() - began)
             self._metrics.error("llm", err.type or "unknown")
             raise
         content = [block.model_dump(exclude_none=True) for block in response.content or []]
@@ -108,7 +113,7 @@ class LlmActivities:
             raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {response.stop_reason})")
         usage = response.usage
         self._metrics.llm(
-            request.model, "ok", time.monotonic() - began,
+            self._label(request.model), "ok", time.monotonic() - began,
             (usage.input_tokens or 0) if usage else 0, (usage.output_tokens or 0) if usage else 0,
         )
         log.info(

@@ -105,20 +105,22 @@ class ToolActivities:
     @activity.defn(name="call_tool")
     async def call_tool(self, call: ToolCall) -> ToolResult:
         began = time.monotonic()
+        spec: ToolSpec | None = None
         try:
-            result = await self._call(call)
+            try:
+                spec = await self.find(call.tool)
+            except ServerUnavailable as exc:
+                raise fail(TOOL_UNAVAILABLE, str(exc)) from None
+            result = await self._call(call, spec)
         except ApplicationError as err:
-            self._metrics.tool(call.tool, "?", "error", time.monotonic() - began)
+            # Labels only for tools that exist: work items choose names, metrics must stay bounded.
+            self._metrics.tool(spec.name if spec else "unknown", spec.server if spec else "unknown", "error", time.monotonic() - began)
             self._metrics.error("tool", err.type or "unknown")
             raise
-        self._metrics.tool(call.tool, result.server, "error_result" if result.is_error else "ok", time.monotonic() - began)
+        self._metrics.tool(spec.name, spec.server, "error_result" if result.is_error else "ok", time.monotonic() - began)
         return result
 
-    async def _call(self, call: ToolCall) -> ToolResult:
-        try:
-            spec = await self.find(call.tool)
-        except ServerUnavailable as exc:
-            raise fail(TOOL_UNAVAILABLE, str(exc)) from None
+    async def _call(self, call: ToolCall, spec: ToolSpec) -> ToolResult:
         try:
             jsonschema.validate(call.arguments, spec.input_schema)
         except jsonschema.ValidationError as exc:

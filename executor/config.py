@@ -41,6 +41,7 @@ class Settings(BaseModel):
     llm_timeout: float = Field(default=600.0, gt=0)
 
     llm_max_attempts: int = Field(default=8, ge=1, le=100)
+    llm_models: list[str] = Field(default_factory=list)  # named in metrics; other models count as "other"
     activity_heartbeat_timeout: float = Field(default=20.0, ge=1)
     continue_as_new_events: int = Field(default=5000, ge=50, le=50_000)
     node_timeout: float = Field(default=3600.0, gt=0, le=30 * 86_400)
@@ -75,7 +76,7 @@ class Settings(BaseModel):
     claim_check_bytes: int = Field(default=128 * 1024, ge=0)  # larger payloads live in Redis; 0: off
     claim_check_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
 
-    @field_validator("work_streams", mode="before")
+    @field_validator("work_streams", "llm_models", mode="before")
     @classmethod
     def _streams(cls, value: object) -> object:
         return _split(value) if isinstance(value, str) else value

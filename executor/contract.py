@@ -12,7 +12,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Mode = Literal["agent", "llm", "tool"]
 MODES: tuple[Mode, ...] = ("agent", "llm", "tool")
@@ -78,6 +78,14 @@ class AgentNode(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
     require_approval: list[str] = Field(default_factory=list)
     timeout: float | None = Field(default=None, gt=0, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _approvals_name_listed_tools(self) -> AgentNode:
+        # A misspelt name would otherwise let the tool run with no approval at all.
+        unknown = [name for name in self.require_approval if name not in self.tools]
+        if unknown:
+            raise ValueError(f"require_approval names tools not in tools: {', '.join(unknown)}")
+        return self
 
 
 NodeConfig = Annotated[ToolNode | LlmNode | AgentNode, Field(discriminator="mode")]

@@ -45,7 +45,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     llm = build_client(settings)
     pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
     resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))
-    llm_activities = LlmActivities(llm, metrics)
+    llm_activities = LlmActivities(llm, metrics, known_models={settings.llm_model, *settings.llm_models})
     tools = ToolActivities(pool, timeout=settings.tool_timeout, metrics=metrics)
     emit = EmitActivities(redis, settings, metrics)
     worker = Worker(

@@ -40,6 +40,7 @@ CASES: list[tuple[str, object, tuple[str, str]]] = [
     ("agent_without_tools", envelope({"type": "agent", "llm_config": {}}), ("failed", "node config: tools required for agent mode (a non-empty list)")),
     ("tools_not_strings", agent(tools=[1, None]), ("failed", "node config: tools.0: Input should be a valid string")),
     ("tool_params_not_object", envelope({"tool_name": "calculate", "tool_params": "2+2"}), ("failed", "node config: tool_params must be a JSON object")),
+    ("approval_for_unlisted_tool", agent(require_approval=["delete_all"]), ("failed", "node config: require_approval names tools not in tools: delete_all")),
     ("negative_max_iterations", agent(max_iterations=-5), ("failed", "node config: max_iterations: Input should be greater than or equal to 1")),
     ("huge_max_iterations", agent(max_iterations=10**9), ("failed", "node config: max_iterations: Input should be less than or equal to 10000")),
     ("temperature_out_of_range", envelope({"llm_config": {"prompt": "p", "temperature": 7}}), ("failed", "node config: llm_config.temperature: Input should be less than or equal to 1")),
