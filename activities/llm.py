@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 import anthropic
@@ -65,9 +66,7 @@ def classify(exc: anthropic.APIError) -> ApplicationError:
     return fail(LLM_BAD_RESPONSE, f"LLM response unusable: {exc.message}")
 
 
-def _seconds(value: float):  # noqa: ANN202
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=min(max(value, 0.0), 300.0))
 
 

@@ -17,8 +17,9 @@ import redis.asyncio as redis
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from executor import keys
+
 ENCODING = b"json/claim-check"
-KEY_PREFIX = "executor:payload:"
 
 
 class ClaimCheckMissing(RuntimeError):
@@ -38,7 +39,7 @@ class ClaimCheckCodec(PayloadCodec):
             if len(raw) <= self._threshold:
                 out.append(payload)
                 continue
-            key = KEY_PREFIX + hashlib.sha256(raw).hexdigest()
+            key = keys.claim_checked_payload(hashlib.sha256(raw).hexdigest())
             await self._redis.set(key, raw, ex=self._ttl)
             reference = {"claim_check": key, "bytes": len(raw)}
             out.append(Payload(metadata={"encoding": ENCODING}, data=json.dumps(reference).encode()))

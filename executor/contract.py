@@ -21,6 +21,16 @@ DEFAULT_TASK = "Complete the assigned task."
 DEFAULT_SYSTEM = "You are a helpful AI assistant with access to tools."
 
 
+def node_summary(graph_id: str, node_id: str, mode: str | None = None, model: str | None = None) -> str:
+    """How a node reads in the Temporal UI and the logs: `graph g · node n · mode agent · model m`."""
+    parts = [f"graph {graph_id}", f"node {node_id}"]
+    if mode:
+        parts.append(f"mode {mode}")
+    if model and mode != "tool":
+        parts.append(f"model {model}")
+    return " · ".join(parts)
+
+
 class ContractError(ValueError):
     """A work item or node config that breaks the contract; the message is meant for humans."""
 

@@ -9,3 +9,8 @@ def graph_state(graph_id: str) -> str:
 def emitted_marker(workflow_id: str) -> str:
     """Set in the same transaction as the result event's XADD: the event exists exactly once."""
     return f"executor:emitted:{workflow_id}"
+
+
+def claim_checked_payload(sha256: str) -> str:
+    """A payload too large for Temporal's history (claim check), by content hash."""
+    return f"executor:payload:{sha256}"

@@ -109,18 +109,6 @@ class EmitReceipt(BaseModel):
     duplicate: bool = False  # True: an earlier attempt already emitted; nothing new was written
 
 
-__all__ = [
-    "StepTimeouts",
-    "EmitReceipt",
-    "LlmReply",
-    "LlmRequest",
-    "ResolvedNode",
-    "ToolCall",
-    "ToolResult",
-    "ToolSpec",
-    "Usage",
-    "WorkItem",
-]
 
 
 class ToolCallRecord(BaseModel):

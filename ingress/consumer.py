@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from executor.config import Settings
 from executor.metrics import Metrics
-from executor.contract import ContractError, MalformedEntry, ResultEvent, WorkItem, detect_mode, parse_work_entry
+from executor.contract import ContractError, MalformedEntry, ResultEvent, WorkItem, detect_mode, node_summary, parse_work_entry
 from executor.steps import NodeInput
 from workflows.node import NodeWorkflow
 
@@ -269,17 +269,14 @@ class Ingress:
 
     def summary(self, item: WorkItem) -> str:
         """`graph g · node n`, plus mode and model when the envelope carries the config."""
-        parts = [f"graph {item.graph_id}", f"node {item.node_id}"]
-        if item.config is not None:
-            try:
-                mode = detect_mode(item.config)
-            except ContractError:
-                return " · ".join(parts)
-            parts.append(f"mode {mode}")
-            llm = item.config.get("llm_config")
-            if mode != "tool":
-                parts.append(f"model {(llm or {}).get('model') or self._settings.llm_model}")
-        return " · ".join(parts)
+        if item.config is None:
+            return node_summary(item.graph_id, item.node_id)
+        try:
+            mode = detect_mode(item.config)
+        except ContractError:
+            return node_summary(item.graph_id, item.node_id)
+        model = (item.config.get("llm_config") or {}).get("model") or self._settings.llm_model
+        return node_summary(item.graph_id, item.node_id, mode, model)
 
     async def dead_letter(
         self, entry: _Entry, reason: str, graph_id: str | None, node_id: str | None, *, malformed: bool = True

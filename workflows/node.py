@@ -18,7 +18,7 @@ from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NODE_CONFIG
-    from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, WorkItem
+    from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, WorkItem, node_summary
     from executor.steps import (
         AgentCarry,
         ApprovalDecision,
@@ -142,7 +142,7 @@ class NodeWorkflow:
         )
         self._mode, self._model = resolved.node.mode, resolved.model
         self._search = resolved.search_attributes
-        workflow.set_current_details(self._details(item))
+        workflow.set_current_details(node_summary(item.graph_id, item.node_id, self._mode, self._model))
         if self._search:
             workflow.upsert_search_attributes(
                 [sa.GRAPH_ID.value_set(item.graph_id), sa.NODE_ID.value_set(item.node_id), sa.MODE.value_set(self._mode)]
@@ -220,12 +220,6 @@ class NodeWorkflow:
             messages=[{"role": "user", "content": node.task}],
             started_at=workflow.now(),
         )
-
-    def _details(self, item: WorkItem) -> str:
-        parts = [f"graph {item.graph_id}", f"node {item.node_id}", f"mode {self._mode}"]
-        if self._model:
-            parts.append(f"model {self._model}")
-        return " · ".join(parts)
 
     def _outcome(
         self,
