@@ -33,7 +33,7 @@ import redis.asyncio as aioredis
 from bench import baseline, report, waiting
 from bench.direct import Direct
 from bench.stack import API_KEY, ROOT, BenchStack, cpu_seconds, load_average, system_busy_seconds
-from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver
+from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver, watched
 
 ARTIFACTS = ROOT / "test-artifacts"
 WAITING_VARIANTS = {  # --waiting NAME,...: worker settings of the waiting loops (bench/worker.py)
@@ -128,10 +128,10 @@ async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, gro
     address = client.service_client.config.target_host
     proc = stack.spawn("bare-worker", [sys.executable, "-m", "bench.baseline", "worker", "--address", address, "--task-queue", tq])
     try:
-        await baseline.sequential(client, tq, plan.warmup)
-        low = await baseline.sequential(client, tq, plan.sequential)
+        await watched(baseline.sequential(client, tq, plan.warmup), watch=[proc], timeout=60, what="bare warm-up")
+        low = await watched(baseline.sequential(client, tq, plan.sequential), watch=[proc], timeout=120, what="bare at low load")
         before = cpu_of(stack)
-        seconds, burst = await baseline.saturation(client, tq, plan.burst)
+        seconds, burst = await watched(baseline.saturation(client, tq, plan.burst), watch=[proc], timeout=180, what="bare burst")
         cores = cores_used(before, cpu_of(stack), seconds)
         row = summarize(label, "tool", group, baseline.latencies(low), seconds, baseline.latencies(burst), plan.burst, cores)
         row["low_load_to_emit"] = report.latency_stats(await baseline.to_emit(low))
@@ -175,7 +175,8 @@ async def ours_tool_experiment(stack: BenchStack, redis: Any, reader: ResultRead
     stream = f"bench.exp.{uuid.uuid4().hex[:6]}"
     worker, ingress = await with_services(stack, "exp", stream, patches=patches, **env)
     try:
-        exp = await ours_phase(stack, StreamDriver(redis, reader, stream), plan, ["tool"], label, "experiment")
+        driver = StreamDriver(redis, reader, stream, watch=[worker.proc, ingress.proc])
+        exp = await ours_phase(stack, driver, plan, ["tool"], label, "experiment")
         return exp["tool"] | {"patches": patches or "(none)"}
     finally:
         stack.stop(ingress.proc)
@@ -250,7 +251,8 @@ async def default_server_phases(stack: BenchStack, plan: Plan, redis: Any, reade
     say("2/5 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
     worker, ingress = await with_services(stack, "ours", "executor.work")
     try:
-        ours = await ours_phase(stack, StreamDriver(redis, reader, "executor.work"), plan, list(NODES), "ours", "ours")
+        driver = StreamDriver(redis, reader, "executor.work", watch=[worker.proc, ingress.proc])
+        ours = await ours_phase(stack, driver, plan, list(NODES), "ours", "ours")
         results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
     finally:
         stack.stop(ingress.proc)

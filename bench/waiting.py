@@ -69,7 +69,7 @@ async def measure(
     ingress = stack.start_ingress(f"ingress-wait-{tag}", task_queue, stream, INGRESS_BLOCK_MS="200", **env)
     pid = worker.proc.pid
     try:
-        driver = StreamDriver(redis, reader, stream)
+        driver = StreamDriver(redis, reader, stream, watch=[worker.proc, ingress.proc])
         for i in range(WARMUP):  # imports, sandbox, clients: warm before the idle RSS is taken
             await driver.one(echo_agent(i), timeout=60)
         await asyncio.sleep(1.0)

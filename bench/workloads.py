@@ -12,12 +12,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from bench.stack import COMPLETED, FAILED
+from executor.devstack import Proc
 
 AGENT_ITERATIONS = 3
 
@@ -99,14 +100,41 @@ class ResultReader:
                 pass
 
 
-class StreamDriver:
-    """Submits work items on one stream and times them until their result event."""
+class ServiceDied(RuntimeError):
+    """A worker or ingress exited while nodes waited on it."""
 
-    def __init__(self, redis: aioredis.Redis, reader: ResultReader, stream: str):
+
+async def watched(awaitable: Awaitable[Any], *, watch: Sequence[Proc], timeout: float, what: str) -> Any:
+    """Await, but stop at once if a process it depends on exits, or after `timeout` seconds."""
+    task = asyncio.ensure_future(awaitable)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            if done:
+                return task.result()
+            dead = [p for p in watch if not p.alive()]
+            if dead:
+                raise ServiceDied(f"{dead[0].name} exited with code {dead[0].popen.returncode} (see test-artifacts/bench.log)")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{what}: not done within {timeout:.0f}s")
+    finally:
+        task.cancel()
+
+
+class StreamDriver:
+    """Submits work items on one stream and times them until their result event. `watch` are
+    the processes serving the stream: if one exits, waiting stops at once with its exit code."""
+
+    def __init__(self, redis: aioredis.Redis, reader: ResultReader, stream: str, watch: Sequence[Proc] = ()):
         self._redis = redis
         self._reader = reader
         self.stream = stream
+        self.watch = list(watch)
         self.failed = 0
+
+    async def _wait(self, awaitable: Awaitable[Any], timeout: float, what: str) -> Any:
+        return await watched(awaitable, watch=self.watch, timeout=timeout, what=f"{what} on {self.stream}")
 
     def _check(self, event: dict[str, Any]) -> None:
         if event.get("type") != "node.completed":
@@ -119,7 +147,7 @@ class StreamDriver:
         future = self._reader.expect(doc["graph_id"])
         t0 = time.perf_counter()
         await self._redis.xadd(self.stream, {"data": json.dumps(doc)})
-        done, event = await asyncio.wait_for(future, timeout)
+        done, event = await self._wait(future, timeout, "a node")
         self._check(event)
         return done - t0
 
@@ -135,7 +163,7 @@ class StreamDriver:
             for doc in docs:
                 pipe.xadd(self.stream, {"data": json.dumps(doc)})
             await pipe.execute()
-        results = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        results = await self._wait(asyncio.gather(*futures), timeout, f"{n} nodes at once")
         for _, event in results:
             self._check(event)
         latencies = [done - t0 for done, _ in results]
