@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import anthropic
+import httpx2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -29,11 +30,15 @@ RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 
 def build_client(settings: Settings) -> anthropic.AsyncAnthropic:
+    """One client per worker. Its connection pool bounds the LLM calls in flight, so it is sized
+    like the worker's activity slots: a loop waiting on the model holds one connection."""
+    limits = httpx2.Limits(max_connections=settings.llm_max_connections, max_keepalive_connections=min(settings.llm_max_connections, 100))
     return anthropic.AsyncAnthropic(
         api_key=settings.llm_api_key.get_secret_value() or "unset",
         base_url=settings.llm_base_url or None,
         max_retries=0,
         timeout=settings.llm_timeout,
+        http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
     )
 
 

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     llm_timeout: float = Field(default=600.0, gt=0)
 
     llm_max_attempts: int = Field(default=8, ge=1, le=100)
+    llm_max_connections: int = Field(default=2000, ge=1)  # HTTP connections to the provider per worker
+    worker_max_activities: int = Field(default=2000, ge=1)  # activities in flight per worker (mostly waiting)
+    worker_max_cached_workflows: int = Field(default=2000, ge=0)  # workflows kept in memory (sticky cache)
     llm_models: list[str] = Field(default_factory=list)  # named in metrics; other models count as "other"
     activity_heartbeat_timeout: float = Field(default=20.0, ge=1)
     continue_as_new_events: int = Field(default=5000, ge=50, le=50_000)

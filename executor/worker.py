@@ -54,6 +54,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         workflows=[NodeWorkflow],
         activities=[resolve.resolve_node, llm_activities.call_llm, tools.call_tool, tools.describe_tools, emit.emit_result],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_concurrent_activities=settings.worker_max_activities,
+        max_cached_workflows=settings.worker_max_cached_workflows,
         identity=f"{settings.worker_id}@{socket.gethostname()}",
     )
     log.info(
