@@ -155,7 +155,7 @@ def table(results: dict[str, Any]) -> str:
 def waiting_table(results: dict[str, Any]) -> str:
     lines = [
         "| worker settings | loops submitted | workflows started | open | LLM calls in flight (max) | worker RSS idle MiB "
-        "| worker RSS loaded MiB | RSS per in-flight call KiB | RSS per open loop KiB | worker CPU, last 5 s | seconds to the most in flight |",
+        "| worker RSS loaded MiB | RSS per in-flight call KiB | RSS per open loop KiB | worker CPU once settled | seconds to the most in flight |",
         "| " + " | ".join(["---"] * 11) + " |",
     ]
     for run in results.get("waiting", []):

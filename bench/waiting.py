@@ -98,7 +98,8 @@ async def measure(
             stalled = sample["held"] > 0 and now - last_change >= settle and not busy  # and the worker is done with the rest
             if full or stalled or now - t0 >= budget or not worker.proc.alive():
                 break
-        if full:  # everything is waiting: let it sit a few seconds to see the steady state
+        steady_from = samples[-1]["t"]
+        if full or stalled:  # as many waiting as will: let them sit a few seconds, for the steady state
             for _ in range(int(settle)):
                 await asyncio.sleep(1.0)
                 samples.append({
@@ -108,7 +109,7 @@ async def measure(
         opened = await open_workflows(client, task_queue)
         stats = await asyncio.to_thread(stack.slow_stats)
         last = samples[-1]
-        window = [s for s in samples if s["t"] >= last["t"] - 5.0]
+        window = [s for s in samples if s["t"] >= steady_from]
         cpu = None
         if len(window) >= 2 and window[-1]["t"] > window[0]["t"]:
             cpu = round(100 * (window[-1]["cpu_s"] - window[0]["cpu_s"]) / (window[-1]["t"] - window[0]["t"]), 1)
