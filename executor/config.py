@@ -28,6 +28,7 @@ class Settings(BaseModel):
     redis_db: int = Field(default=0, ge=0)
     redis_username: str | None = None  # Redis 6 ACL user; default user when unset
     redis_tls: bool = False
+    redis_max_connections: int = Field(default=200, ge=1)  # per process; more callers wait for one
     redis_tls_ca_file: str | None = None  # CA bundle to verify the server; system CAs when unset
 
     temporal_address: str = "localhost:7233"

@@ -138,6 +138,9 @@ def start_temporal(
         temporal_binary(), "server", "start-dev",
         "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
         "--log-level", "warn",
+        # One history shard polls its transfer queue 20 times a second by default: every workflow
+        # task then waits 40-50 ms (docs/performance.md). Production clusters have many shards.
+        "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
     ]
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)

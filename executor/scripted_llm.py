@@ -82,6 +82,11 @@ class Recorded:
     at: float = field(default_factory=time.monotonic)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # many loops call at once; the default backlog of 5 refuses them
+
+
 class ScriptedLLM:
     """`with ScriptedLLM() as llm:` serves on `llm.base_url` until the block ends."""
 
@@ -90,8 +95,7 @@ class ScriptedLLM:
         self._scripts: dict[str, list[Step]] = defaultdict(list)
         self._requests: dict[str, list[Recorded]] = defaultdict(list)
         self._responders: dict[str, Callable[[dict[str, Any]], Step]] = {}
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
 
     @property
@@ -150,6 +154,7 @@ class ScriptedLLM:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each small reply waits out a delayed ACK (~40 ms)
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
