@@ -35,6 +35,13 @@ class _LocalSteps:
             return workflow.execute_local_activity(activity, arg, **options)
         return workflow.execute_activity(activity, arg, **options)
 
+    @staticmethod
+    def start_activity(activity: Any, arg: Any, **options: Any) -> Any:
+        if activity in LOCAL:  # emit is started (then shielded from cancellation), not executed
+            options.pop("heartbeat_timeout", None)
+            return workflow.start_local_activity(activity, arg, **options)
+        return workflow.start_activity(activity, arg, **options)
+
 
 _node.workflow = _LocalSteps()  # type: ignore[assignment]
 

@@ -68,6 +68,7 @@ class Settings(BaseModel):
     failed_stream: str = "dago:events:node.failed"
     dead_letter_stream: str = "executor.work.dead"
     report_failures_on_completed: bool = False
+    local_steps: bool = False  # resolve and emit as local activities (faster; fewer steps in the UI)
     template_missing: Literal["fail", "keep"] = "fail"
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)
     ingress_batch: int = Field(default=32, ge=1, le=1000)

@@ -145,7 +145,13 @@ class ApprovalDecision(BaseModel):
 
 
 class NodeInput(BaseModel):
-    """NodeWorkflow's one argument: the work item, plus the agent's state after continue-as-new."""
+    """NodeWorkflow's one argument: the work item, plus the agent's state after continue-as-new.
+
+    `local_steps` (chosen by the ingress, `LOCAL_STEPS`): resolve and emit run as local activities,
+    which saves two round trips through the server per node; LLM and tool calls stay regular
+    activities either way. Carried in the input, so a replay takes the same branch.
+    """
 
     item: WorkItem
     carry: AgentCarry | None = None
+    local_steps: bool = False

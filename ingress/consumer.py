@@ -249,7 +249,7 @@ class Ingress:
         try:
             await self._temporal.start_workflow(
                 NodeWorkflow.run,
-                NodeInput(item=item),
+                NodeInput(item=item, local_steps=self._settings.local_steps),
                 id=item.workflow_id,
                 task_queue=self._settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -40,9 +40,10 @@ class NodeFailure(Exception):
     """The node failed for a reason that is already a readable message."""
 
 
-def describe(err: ActivityError, step: str) -> str:
-    """A readable reason from an activity failure: the cause's own message, with the step."""
-    cause = err.cause
+def describe(err: ActivityError | ApplicationError, step: str) -> str:
+    """A readable reason from an activity failure: the cause's own message, with the step. (A
+    local activity's failure arrives as the ApplicationError itself, not wrapped.)"""
+    cause = err if isinstance(err, ApplicationError) else err.cause
     if isinstance(cause, ApplicationError):
         return cause.message if cause.type == NODE_CONFIG else f"{step}: {cause.message}"
     if isinstance(cause, StepTimeout):
@@ -63,6 +64,7 @@ class NodeWorkflow:
         self._item: WorkItem | None = None
         self._agent: AgentLoop | None = None
         self._search = False  # set search attributes (registered in the namespace)
+        self._local_steps = False  # resolve and emit as local activities
 
     # -- inspection -------------------------------------------------------------------------
     @workflow.query
@@ -97,6 +99,7 @@ class NodeWorkflow:
     async def run(self, node_input: NodeInput) -> NodeOutcome:
         item, carry = node_input.item, node_input.carry
         self._item = item
+        self._local_steps = node_input.local_steps
         started = (carry.started_at if carry else None) or workflow.now()
         cancelled = False
         try:
@@ -105,10 +108,10 @@ class NodeWorkflow:
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_carry = more.carry.model_copy(update={"runs": more.carry.runs + 1, "started_at": started})
-            workflow.continue_as_new(NodeInput(item=item, carry=next_carry))
+            workflow.continue_as_new(NodeInput(item=item, carry=next_carry, local_steps=self._local_steps))
         except (NodeFailure, AgentFailure) as failure:
             outcome = self._outcome(item, started, "failed", error=str(failure))
-        except ActivityError as err:
+        except (ActivityError, ApplicationError) as err:
             outcome = self._outcome(item, started, "failed", error=describe(err, self._step))
         except asyncio.CancelledError:
             cancelled = True
@@ -126,9 +129,8 @@ class NodeWorkflow:
     async def _emit(self, outcome: NodeOutcome) -> EmitReceipt:
         """The result must reach the orchestrator: a cancellation requested while emitting (say,
         during a Redis outage) does not stop it; the outcome was decided before it came."""
-        emitting = workflow.start_activity(
-            "emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT
-        )
+        start = workflow.start_local_activity if self._local_steps else workflow.start_activity
+        emitting = start("emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT)
         while True:
             try:
                 return await asyncio.shield(emitting)
@@ -137,7 +139,8 @@ class NodeWorkflow:
 
     async def _execute(self, item: WorkItem, carry: AgentCarry | None, started: datetime) -> tuple[Any, dict[str, Any]]:
         """Resolve, then run the mode's steps within the node's deadline."""
-        resolved = carry.resolved if carry else await workflow.execute_activity(
+        run_step = workflow.execute_local_activity if self._local_steps else workflow.execute_activity
+        resolved = carry.resolved if carry else await run_step(
             "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
         )
         self._mode, self._model = resolved.node.mode, resolved.model

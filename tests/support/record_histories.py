@@ -41,6 +41,15 @@ def main() -> int:
             wid = f"node:{cases['agent_approval'][0]}:n1:{event_id}"
             [waiting] = wait_until(lambda: stack.query(wid, "pending_approvals"))
             stack.temporal(lambda c: c.get_workflow_handle(wid).execute_update("decide", ApprovalDecision(call_id=waiting["call_id"], approve=True)))
+            stack.start_service("ingress", "ingress-local", WORK_STREAMS="local.work", LOCAL_STEPS="true")
+            for name, config in {
+                "local_steps_tool": {"tool_name": "calculate", "tool_params": {"expression": "6*7"}},
+                "local_steps_config_error": {"llm_config": {"prompt": "{{missing}}"}},
+                "local_steps_agent": {"llm_config": {"model": "echo-local"}, "tools": ["calculate"], "task": "What is 2+2?"},
+            }.items():
+                graph = f"rec-{uuid.uuid4().hex[:8]}"
+                stack.submit({"graph_id": graph, "node_id": "n1", "config": config}, stream="local.work")
+                cases[name] = (graph, "n1")
             gate = stack.gate("record-deadline")
             cases["tool_deadline"] = stack.submit_node({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}, "timeout": 1})
             cancel_gate = stack.gate("record-cancel")
