@@ -1,16 +1,18 @@
 """`make bench` (`python -m bench`): throughput and latency of the durable node executor.
 
-It starts its own Temporal dev server, Redis, LLM servers, workers and ingresses (as real
-processes, configured by environment variables like the tests do), then measures:
+It starts its own Temporal dev server (as `make run` and the tests start it), Redis, an LLM
+server, workers and ingresses (as real processes, configured by environment variables like the
+tests do), then measures:
 
 1. the bare Temporal ceiling: a workflow with our tool node's activity plan (3 no-op activities
    and the node-deadline timer), started directly by a client;
 2. ours end to end: XADD on the work stream → result event on `node.completed`, for tool, llm
-   and agent (k iterations) nodes;
+   and agent (k iterations) nodes; and again with `LOCAL_STEPS=true` on the ingress;
 3. the same steps called in-process without Temporal or the stream (the durability tax);
-4. many agent loops waiting on a slow LLM on one worker: how many are in flight, at what RSS;
-5. scratch experiments (monkeypatches applied only in bench worker processes) that measure what
-   a core change would buy.
+4. tool nodes with 2 worker processes, and with scratch experiments (monkeypatches applied only
+   in bench worker processes) that measure what a core change would buy;
+5. many agent loops waiting on a slow LLM on one worker: how many are in flight, at what RSS;
+6. for reference, a stock dev server without `history.transferProcessorMaxPollRPS=1000`.
 
 Figures go to stdout (a table) and to `test-artifacts/bench-results.json`.
 See docs/performance.md.

@@ -114,27 +114,27 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     out = []
     direct = results.get("direct", {})
-    def bare_rows(key: str, bare: dict[str, Any]) -> None:
-        out.append(entry(key, bare, None, None))
+    bare = results.get("bare")
+    if bare:
+        out.append(entry("bare", bare, None, None))
         if "low_load_to_emit" in bare:
             to_emit = {"label": bare["label"] + ", start → emit done", "low_load": bare["low_load_to_emit"]}
-            out.append(entry(key + "_to_emit", to_emit, None, None))
-
-    if "bare" in results:
-        bare_rows("bare", results["bare"])
-    workloads = results.get("workloads", {})
-    for key, row in workloads.items():
-        if row.get("group") == "ours":
-            bare = results.get("bare") if row.get("kind") == "tool" else None
-            out.append(entry(key, row, bare, direct.get(row.get("kind", ""))))
-    for kind, row in direct.items():
-        out.append(entry(f"direct_{kind}", row, None, None))
-    if "bare_server_tuned" in results:
-        bare_rows("bare_server_tuned", results["bare_server_tuned"])
-    for key, row in workloads.items():
-        if key.startswith("tuned_"):
-            out.append(entry(key, row, results.get("bare_server_tuned"), direct.get("tool")))
+            out.append(entry("bare_to_emit", to_emit, None, None))
+    for key, row in ordered(results):
+        if row.get("group") == "direct":
+            out.append(entry(key, row, None, None))
+        else:
+            out.append(entry(key, row, bare if row.get("kind") == "tool" else None, direct.get(row.get("kind", ""))))
     return out
+
+
+GROUPS = ("ours", "local", "direct", "experiment")
+
+
+def ordered(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Ours, ours + LOCAL_STEPS, direct, then the experiments."""
+    items = list(results.get("workloads", {}).items()) + [(f"direct_{k}", v) for k, v in results.get("direct", {}).items()]
+    return sorted(items, key=lambda kv: GROUPS.index(kv[1].get("group")) if kv[1].get("group") in GROUPS else len(GROUPS))
 
 
 def table(results: dict[str, Any]) -> str:
@@ -184,11 +184,7 @@ def _cpu_column(process: str) -> str:
 def cpu_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """CPU ms per node by process during the burst, and what that allows on this machine's cores
     if nothing else ran: the figure other load on the machine disturbs least."""
-    sources = [("bare", results.get("bare"))]
-    sources += [(k, v) for k, v in results.get("workloads", {}).items() if not k.startswith("tuned_")]
-    sources += [(f"direct_{k}", v) for k, v in results.get("direct", {}).items()]
-    sources += [("bare_server_tuned", results.get("bare_server_tuned"))]
-    sources += [(k, v) for k, v in results.get("workloads", {}).items() if k.startswith("tuned_")]
+    sources = [("bare", results.get("bare")), *ordered(results)]
     cores = results.get("machine", {}).get("nproc") or 1
     out = []
     for key, row in sources:
@@ -224,6 +220,28 @@ def eager_lines(results: dict[str, Any]) -> str:
         lines.append(
             f"bare workflow, worker in the client's process ({server}): p50 {e['not_eager']['low_load']['p50_ms']} ms without eager start, "
             f"{e['eager']['low_load']['p50_ms']} ms with request_eager_start=True ({e['eager']['eagerly_started']}/{e['eager']['runs']} started eagerly)"
+        )
+    return "\n".join(lines)
+
+
+def stock_lines(results: dict[str, Any]) -> str:
+    """The stock dev server (no dynamic config), at low load, beside the dev server as shipped."""
+    stock = results.get("stock_server")
+    if not stock:
+        return ""
+    bare, ours = stock["bare"], stock["ours_tool"]
+    shipped_bare, shipped_ours = results.get("bare", {}), results.get("workloads", {}).get("ours_tool", {})
+
+    def p50(row: dict[str, Any], key: str = "low_load") -> Any:
+        return row.get(key, {}).get("p50_ms")
+
+    lines = [
+        "| low load, p50 ms | bare: result | bare: start → emit done | ours: tool node | ours ÷ bare to emit |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, b, o in (("stock dev server", bare, ours), ("dev server as shipped", shipped_bare, shipped_ours)):
+        lines.append(
+            f"| {name} | {fmt(p50(b))} | {fmt(p50(b, 'low_load_to_emit'))} | {fmt(p50(o))} | {fmt(ratio(p50(o), p50(b, 'low_load_to_emit')), 2)} |"
         )
     return "\n".join(lines)
 

@@ -1,15 +1,17 @@
 """The benchmark run: services up, phases in order, table and JSON out, everything stopped.
 
-On the dev server as `make run` and the tests start it:
+On the dev server as `make run` and the tests start it (executor.devstack.start_temporal, which
+passes `history.transferProcessorMaxPollRPS=1000`):
   1 bare         BareNode started by a client, its worker in its own process
   2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
-  3 direct       the same steps in-process, no Temporal, no stream
-                 (and the bare workflow with eager start, its worker in this process)
-On a second dev server with `history.transferProcessorMaxPollRPS=1000` (see docs/performance.md):
-  4 experiments  bare and ours again, then ours with scratch changes in the worker process only
-                 (bench/worker.py), and eager start again
-  5 waiting      agent loops held by a slow LLM on one worker: temporalio's defaults, then the
-                 executor as shipped
+  3 local steps  ours with LOCAL_STEPS=true on the ingress (resolve and emit as local activities)
+  4 direct       the same steps in-process, no Temporal, no stream
+  5 experiments  ours with 2 worker processes, and with scratch changes in the worker process only
+                 (bench/worker.py); the bare workflow with eager start
+  6 waiting      agent loops held by a slow LLM on one worker: temporalio's defaults (by
+                 environment), then the executor as shipped
+Then, if time allows, on a stock dev server (no dynamic config, as before that flag):
+  7 reference    bare and ours tool nodes at low load only: the single shard's dispatch delay
 Each phase has its own task queue and work stream; ours uses the real `executor.work`.
 """
 
@@ -33,21 +35,30 @@ import redis.asyncio as aioredis
 
 from bench import baseline, report, waiting
 from bench.direct import Direct
-from bench.stack import API_KEY, ROOT, BenchStack, cpu_seconds, load_average, system_busy_seconds
+from bench.stack import API_KEY, ROOT, BenchStack, Service, cpu_seconds, load_average, system_busy_seconds
 from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver, watched
 
 ARTIFACTS = ROOT / "test-artifacts"
-WAITING_VARIANTS = {  # --waiting NAME,...: worker settings of the waiting loops (bench/worker.py)
+# --waiting NAME,...: worker settings of the waiting loops: label, BENCH_PATCHES, environment
+WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "defaults": (
-        "temporalio defaults: 100 activity slots, 1000 cached, 1000 LLM connections", "activities=100,cache=1000,llm-connections=1000",
+        "temporalio defaults: 100 activity slots, 1000 cached, 1000 LLM connections", "",
+        {"WORKER_MAX_ACTIVITIES": "100", "WORKER_MAX_CACHED_WORKFLOWS": "1000", "LLM_MAX_CONNECTIONS": "1000"},
     ),
-    "shipped": ("as shipped (the executor's own defaults)", ""),
-    "activities": ("2100 activity slots, 1000 LLM connections", "activities=2100,llm-connections=1000"),
-    "tuned": ("2100 activity slots, 2100 cached, 2100 LLM connections", "activities=2100,llm-connections=2100,cache=2100"),
-    "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10"),
+    "shipped": ("as shipped: 2000 activity slots, 2000 cached, 2000 LLM connections", "", {}),
+    "activities": ("2000 activity slots, 1000 LLM connections", "", {"LLM_MAX_CONNECTIONS": "1000"}),
+    "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10", {}),
 }
-ALL_PATCHES = "unsandboxed,local-steps,no-search-attributes"
-TUNED_SERVER = {"history.transferProcessorMaxPollRPS": "1000"}
+# --experiments NAME,...: tool-node runs beside ours: label, BENCH_PATCHES, environment, workers
+EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
+    "2-workers": ("ours, 2 worker processes", "", {}, 2),
+    "unsandboxed": ("ours + unsandboxed (patch)", "unsandboxed", {}, 1),
+    "no-search-attributes": ("ours + no search attributes (patch)", "no-search-attributes", {}, 1),
+    "all": (
+        "ours + LOCAL_STEPS + unsandboxed + no search attributes", "unsandboxed,no-search-attributes", {"LOCAL_STEPS": "true"}, 1,
+    ),
+}
+LOCAL_STEPS = {"LOCAL_STEPS": "true"}
 
 
 @dataclass
@@ -58,10 +69,11 @@ class Plan:
     agent_k: int = AGENT_ITERATIONS
     waiting_loops: int = 2000
     waiting_budget: float = 90.0
-    waiting_variants: tuple[tuple[str, str], ...] = (WAITING_VARIANTS["defaults"], WAITING_VARIANTS["shipped"])
-    experiments: tuple[str, ...] = ("local-steps", "unsandboxed", "no-search-attributes", ALL_PATCHES)
+    waiting_variants: tuple[str, ...] = ("defaults", "shipped")
+    local_steps_kinds: tuple[str, ...] = ("tool", "agent")
+    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "no-search-attributes", "all")
     eager: bool = True
-    server_tuning: bool = True
+    stock_reference: bool = True
     waiting: bool = True
     only_waiting: bool = False
     budget_seconds: float = 300.0  # optional phases are skipped when the rest would not fit
@@ -80,8 +92,11 @@ class Clock:
         return self.budget - self.elapsed
 
 
+_T0 = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(f"bench: {message}", flush=True)
+    print(f"bench [{time.monotonic() - _T0:5.0f}s]: {message}", flush=True)
 
 
 def cpu_of(stack: BenchStack) -> dict[str, float]:
@@ -123,34 +138,43 @@ def summarize(label: str, kind: str, group: str, low: list[float], burst_s: floa
 # -- phases ---------------------------------------------------------------------------------------
 
 
-async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, group: str) -> dict[str, Any]:
+async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, group: str, *, burst: bool = True) -> dict[str, Any]:
     tq = f"bench-bare-{uuid.uuid4().hex[:6]}"
     address = client.service_client.config.target_host
     proc = stack.spawn("bare-worker", [sys.executable, "-m", "bench.baseline", "worker", "--address", address, "--task-queue", tq])
     try:
         await watched(baseline.sequential(client, tq, plan.warmup), watch=[proc], timeout=60, what="bare warm-up")
         low = await watched(baseline.sequential(client, tq, plan.sequential), watch=[proc], timeout=120, what="bare at low load")
-        before = cpu_of(stack)
-        seconds, burst = await watched(baseline.saturation(client, tq, plan.burst), watch=[proc], timeout=180, what="bare burst")
-        cores = cores_used(before, cpu_of(stack), seconds)
-        row = summarize(label, "tool", group, baseline.latencies(low), seconds, baseline.latencies(burst), plan.burst, cores)
+        if burst:
+            before = cpu_of(stack)
+            seconds, runs = await watched(baseline.saturation(client, tq, plan.burst), watch=[proc], timeout=180, what="bare burst")
+            cores = cores_used(before, cpu_of(stack), seconds)
+            row = summarize(label, "tool", group, baseline.latencies(low), seconds, baseline.latencies(runs), plan.burst, cores)
+        else:
+            row = {"label": label, "kind": "tool", "group": group, "low_load": report.latency_stats(baseline.latencies(low))}
         row["low_load_to_emit"] = report.latency_stats(await baseline.to_emit(low))
         say(
-            f"{label}: {row['throughput_wf_s']} wf/s, p50 {row['low_load']['p50_ms']} ms "
-            f"(to emit done: {row['low_load_to_emit']['p50_ms']} ms), cores {row['cores_during_burst']}"
+            f"{label}: {row.get('throughput_wf_s', '-')} wf/s, p50 {row['low_load']['p50_ms']} ms "
+            f"(to emit done: {row['low_load_to_emit']['p50_ms']} ms), cores {row.get('cores_during_burst', '-')}"
         )
         return row
     finally:
         stack.stop(proc)
 
 
-async def ours_phase(stack: BenchStack, driver: StreamDriver, plan: Plan, kinds: list[str], label: str, group: str) -> dict[str, dict[str, Any]]:
+async def ours_phase(
+    stack: BenchStack, driver: StreamDriver, plan: Plan, kinds: list[str] | tuple[str, ...], label: str, group: str, *, burst: bool = True,
+) -> dict[str, dict[str, Any]]:
     out = {}
     for kind in kinds:
         make = NODES[kind]
         name = f"{kind} node" + (f" (k={plan.agent_k})" if kind == "agent" else "")
         await driver.sequential(make, plan.warmup)
         low = await driver.sequential(make, plan.sequential)
+        if not burst:
+            out[kind] = {"label": f"{label}: {name}", "kind": kind, "group": group, "low_load": report.latency_stats(low)}
+            say(f"{label} {kind}: p50 {out[kind]['low_load']['p50_ms']} ms")
+            continue
         await asyncio.sleep(0.5)
         before = cpu_of(stack)
         seconds, lat = await driver.burst(make, plan.burst)
@@ -162,25 +186,35 @@ async def ours_phase(stack: BenchStack, driver: StreamDriver, plan: Plan, kinds:
     return out
 
 
-async def with_services(stack: BenchStack, name: str, stream: str, patches: str = "", **env: str) -> tuple[Any, Any]:
-    """A worker and an ingress of their own (task queue, stream); the ingress blocks 200 ms per
-    read like in the tests (a new entry wakes it at once either way)."""
+def with_services(stack: BenchStack, name: str, stream: str, patches: str = "", workers: int = 1, **env: str) -> tuple[list[Service], Service]:
+    """Workers and an ingress of their own (task queue, stream); the ingress blocks 200 ms per
+    read like in the tests (a new entry wakes it at once either way). `env` goes to both: the
+    ingress reads LOCAL_STEPS, the worker its sizes."""
     tq = f"bench-{name}-{uuid.uuid4().hex[:6]}"
-    worker = stack.start_worker(f"worker-{name}", tq, stream, stack.llm_url, patches=patches, **env)
+    procs = [
+        stack.start_worker(f"worker-{name}" + (f"-{i}" if workers > 1 else ""), tq, stream, stack.llm_url, patches=patches, **env)
+        for i in range(workers)
+    ]
     ingress = stack.start_ingress(f"ingress-{name}", tq, stream, INGRESS_BLOCK_MS="200", **env)
-    return worker, ingress
+    return procs, ingress
 
 
-async def ours_tool_experiment(stack: BenchStack, redis: Any, reader: ResultReader, plan: Plan, patches: str, label: str, **env: str) -> dict[str, Any]:
-    stream = f"bench.exp.{uuid.uuid4().hex[:6]}"
-    worker, ingress = await with_services(stack, "exp", stream, patches=patches, **env)
+async def ours_services_phase(
+    stack: BenchStack, redis: Any, reader: ResultReader, plan: Plan, kinds: list[str] | tuple[str, ...], label: str, group: str,
+    *, stream: str | None = None, patches: str = "", workers: int = 1, burst: bool = True, **env: str,
+) -> dict[str, dict[str, Any]]:
+    stream = stream or f"bench.{group}.{uuid.uuid4().hex[:6]}"
+    worker_services, ingress = with_services(stack, group, stream, patches=patches, workers=workers, **env)
     try:
-        driver = StreamDriver(redis, reader, stream, watch=[worker.proc, ingress.proc])
-        exp = await ours_phase(stack, driver, plan, ["tool"], label, "experiment")
-        return exp["tool"] | {"patches": patches or "(none)"}
+        driver = StreamDriver(redis, reader, stream, watch=[*(w.proc for w in worker_services), ingress.proc])
+        out = await ours_phase(stack, driver, plan, kinds, label, group, burst=burst)
+        for row in out.values():
+            row.update({"patches": patches or "(none)", "env": env, "worker_processes": workers})
+        return out
     finally:
         stack.stop(ingress.proc)
-        stack.stop(worker.proc)
+        for w in worker_services:
+            stack.stop(w.proc)
 
 
 async def direct_phase(stack: BenchStack, plan: Plan) -> dict[str, dict[str, Any]]:
@@ -222,87 +256,93 @@ async def eager_phase(client: Any, plan: Plan) -> dict[str, Any]:
 
 # -- the run --------------------------------------------------------------------------------------
 
+WAITING_SECONDS = 60.0  # what one waiting-loops variant takes, about (2000 loops on 2 cores)
+STOCK_SECONDS = 25.0  # the stock-server reference: a server start, 2 × 35 nodes one at a time
+
 
 async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str, Any]) -> None:
-    say("starting Temporal dev server, Redis and the LLM server")
+    say("starting Temporal dev server (as shipped), Redis and the LLM server")
     stack.start_infra()
     redis = aioredis.Redis(port=stack.redis_port)
     reader = ResultReader(redis)
     await reader.start()
     try:
         client = await baseline.connect(stack.temporal_address)
-        if plan.only_waiting:
-            plan.server_tuning = plan.eager = False
-        else:
-            await default_server_phases(stack, plan, redis, reader, client, results)
-        if not (plan.server_tuning or plan.waiting):
-            return
-        await tuned_server_phases(stack, plan, clock, redis, reader, results)
+        if not plan.only_waiting:
+            await main_phases(stack, plan, clock, redis, reader, client, results)
+        if plan.waiting:
+            await waiting_phase(stack, plan, clock, redis, reader, client, results)
+        if plan.stock_reference and not plan.only_waiting:
+            if clock.left() < STOCK_SECONDS:
+                results["skipped"].append("stock dev server reference: time budget")
+            else:
+                await stock_phase(stack, plan, redis, reader, results)
     finally:
         reader.forget()
         await reader.close()
         await redis.aclose()
 
 
-async def default_server_phases(stack: BenchStack, plan: Plan, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
-    say(f"1/5 bare Temporal ceiling: {plan.sequential} sequential, {plan.burst} at once")
+async def main_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
+    say(f"1/6 bare Temporal ceiling: {plan.sequential} sequential, {plan.burst} at once")
     results["bare"] = await bare_phase(stack, client, plan, "bare Temporal (3 no-op activities + timer)", "bare")
 
-    say("2/5 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
-    worker, ingress = await with_services(stack, "ours", "executor.work")
-    try:
-        driver = StreamDriver(redis, reader, "executor.work", watch=[worker.proc, ingress.proc])
-        ours = await ours_phase(stack, driver, plan, list(NODES), "ours", "ours")
-        results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
-    finally:
-        stack.stop(ingress.proc)
-        stack.stop(worker.proc)
+    say("2/6 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
+    ours = await ours_services_phase(stack, redis, reader, plan, list(NODES), "ours", "ours", stream="executor.work")
+    results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
 
-    say("3/5 direct in-process executor (no Temporal, no stream)")
+    if plan.local_steps_kinds:
+        say(f"3/6 ours with LOCAL_STEPS=true on the ingress: {', '.join(plan.local_steps_kinds)}")
+        local = await ours_services_phase(stack, redis, reader, plan, plan.local_steps_kinds, "ours + LOCAL_STEPS=true", "local", **LOCAL_STEPS)
+        results["workloads"].update({f"local_{k}": v for k, v in local.items()})
+
+    say(f"4/6 direct in-process executor (no Temporal, no stream; {plan.burst} at once)")
     results["direct"] = await direct_phase(stack, plan)
+
+    say("5/6 experiments (tool nodes): " + (", ".join(plan.experiments) or "none"))
+    reserve = (WAITING_SECONDS * len(plan.waiting_variants) if plan.waiting else 0) + (STOCK_SECONDS if plan.stock_reference else 0)
+    for name in plan.experiments:
+        if clock.left() < 20 + reserve:
+            results["skipped"].append(f"experiment {name}: time budget")
+            continue
+        label, patches, env, workers = EXPERIMENTS[name]
+        exp = await ours_services_phase(stack, redis, reader, plan, ["tool"], label, "experiment", patches=patches, workers=workers, **env)
+        results["workloads"][f"exp_{name}_tool"] = exp["tool"]
     if plan.eager:
-        results["eager"]["default server"] = await eager_phase(client, plan)
+        results["eager"]["dev server as shipped"] = await eager_phase(client, plan)
 
 
-async def tuned_server_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, reader: ResultReader, results: dict[str, Any]) -> None:
-    """The rest on a second dev server (the first one is stopped: 2 cores, and its history)."""
-    stack.stop(stack.temporal)
-    label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in TUNED_SERVER.items())
-    say(f"4/5 a dev server with {label}: bare, ours, scratch changes (in bench processes only)")
-    _, address = stack.start_temporal_with("temporal-tuned", TUNED_SERVER)
-    client = await baseline.connect(address)
-    results["tuned_server"] = {"dynamic_config": TUNED_SERVER}
-    if plan.server_tuning:
-        results["bare_server_tuned"] = await bare_phase(stack, client, plan, f"bare Temporal, server {label}", "bare-tuned")
-        results["workloads"]["tuned_ours_tool"] = await ours_tool_experiment(
-            stack, redis, reader, plan, "", f"ours, server {label}", TEMPORAL_ADDRESS=address
+async def waiting_phase(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
+    say(f"6/6 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker")
+    variants = plan.waiting_variants
+    reserve = STOCK_SECONDS if plan.stock_reference and not plan.only_waiting else 0
+    for n, key in enumerate(variants):
+        name, patches, env = WAITING_VARIANTS[key]
+        run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - reserve - 5) / (len(variants) - n) - 8))
+        w = await waiting.measure(stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget, **env)
+        w["env"] = env
+        results["waiting"].append(w)
+        say(
+            f"waiting ({name}): {w['max_in_flight']} in flight of {w['submitted']} "
+            f"({w['started']} started, {w['open_workflows']} open), RSS {w['rss_idle_mib']} → {w['rss_loaded_mib']} MiB, "
+            f"{w['rss_per_loop_kib']} KiB/loop, CPU {w['cpu_percent_waiting']}%"
         )
-        for patches in plan.experiments:
-            if clock.left() < 25 + 55 * len(plan.waiting_variants) * plan.waiting:
-                results["skipped"].append(f"experiment {patches}: time budget")
-                continue
-            name = patches.replace(",", "+")
-            results["workloads"][f"tuned_exp_{name}_tool"] = await ours_tool_experiment(
-                stack, redis, reader, plan, patches, f"ours + {name}, server {label}", TEMPORAL_ADDRESS=address
-            )
-        if plan.eager:
-            results["eager"][f"server {label}"] = await eager_phase(client, plan)
 
-    if plan.waiting:
-        say(f"5/5 waiting agent loops: {plan.waiting_loops} held by a slow LLM, one worker (server {label})")
-        variants = plan.waiting_variants
-        for n, (name, patches) in enumerate(variants):
-            run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - 5) / (len(variants) - n) - 8))
-            w = await waiting.measure(
-                stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget,
-                TEMPORAL_ADDRESS=address,
-            )
-            results["waiting"].append(w)
-            say(
-                f"waiting ({name}): {w['max_in_flight']} in flight of {w['submitted']} "
-                f"({w['started']} started, {w['open_workflows']} open), RSS {w['rss_idle_mib']} → {w['rss_loaded_mib']} MiB, "
-                f"{w['rss_per_loop_kib']} KiB/loop, CPU {w['cpu_percent_waiting']}%"
-            )
+
+async def stock_phase(stack: BenchStack, plan: Plan, redis: Any, reader: ResultReader, results: dict[str, Any]) -> None:
+    """For reference, the dev server before `transferProcessorMaxPollRPS=1000`: low load only (the
+    dispatch delay is a latency effect; a burst would mostly repeat the figures above)."""
+    say("reference: a stock dev server (no dynamic config): bare and ours tool nodes at low load")
+    if stack.temporal is not None:
+        stack.stop(stack.temporal)  # 2 cores; and it holds the waiting loops' open workflows
+        stack.temporal = None
+    _, address = stack.start_stock_temporal("temporal-stock")
+    client = await baseline.connect(address)
+    bare = await bare_phase(stack, client, plan, "bare Temporal, stock dev server", "stock", burst=False)
+    ours = await ours_services_phase(
+        stack, redis, reader, plan, ["tool"], "ours, stock dev server", "stock", burst=False, TEMPORAL_ADDRESS=address,
+    )
+    results["stock_server"] = {"bare": bare, "ours_tool": ours["tool"]}
 
 
 async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
@@ -337,6 +377,7 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
             results["errors"].append(f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
         finally:
+            say("stopping every process")
             stack.close()
     results["seconds"] = round(clock.elapsed, 1)
     results["machine_cores_busy_mean"] = round((system_busy_seconds() - busy0) / clock.elapsed, 2)
@@ -351,6 +392,9 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
     if results["eager"]:
         print()
         print(report.eager_lines(results))
+    if results.get("stock_server"):
+        print()
+        print(report.stock_lines(results))
     for item in results["skipped"]:
         print(f"skipped: {item}")
     for item in results["errors"]:
@@ -363,28 +407,35 @@ def cli() -> None:
     p = argparse.ArgumentParser(prog="python -m bench", description="throughput and latency of the durable node executor")
     p.add_argument("--quick", action="store_true", help="small N everywhere (a smoke run, about a minute)")
     p.add_argument("--no-waiting", action="store_true", help="skip the waiting agent loops")
-    p.add_argument("--no-experiments", action="store_true", help="skip the scratch experiments and the second server")
+    p.add_argument("--no-experiments", action="store_true", help="skip LOCAL_STEPS, the experiments, eager start and the stock server")
     p.add_argument("--loops", type=int, default=None, help="waiting agent loops (default 2000)")
     p.add_argument("--waiting", default=None, help=f"worker settings of the waiting loops, from {','.join(WAITING_VARIANTS)} (default: defaults,shipped)")
     p.add_argument("--only-waiting", action="store_true", help="only the waiting agent loops")
-    p.add_argument("--experiments", default=None, help="';'-separated BENCH_PATCHES sets for the tool-node experiments (see bench/worker.py)")
+    p.add_argument("--experiments", default=None, help=f"','-separated tool-node experiments, from {','.join(EXPERIMENTS)} (default: all of them)")
+    p.add_argument("--no-stock", action="store_true", help="skip the stock dev server reference")
     p.add_argument("--burst", type=int, default=None, help="N started at once (default 200)")
     p.add_argument("--sequential", type=int, default=None, help="runs at low load (default 30)")
     p.add_argument("--out", default=str(ARTIFACTS / "bench-results.json"), help="where the JSON figures go")
     args = p.parse_args()
     plan = Plan()
     if args.quick:
-        plan = Plan(warmup=2, sequential=10, burst=40, waiting_loops=300, waiting_budget=20, experiments=("local-steps",))
+        plan = Plan(warmup=2, sequential=10, burst=40, waiting_loops=300, waiting_budget=20, local_steps_kinds=("tool",), experiments=("2-workers",))
     if args.no_waiting:
         plan.waiting = False
     if args.no_experiments:
-        plan.experiments, plan.eager, plan.server_tuning = (), False, False
+        plan.local_steps_kinds, plan.experiments, plan.eager, plan.stock_reference = (), (), False, False
+    if args.no_stock:
+        plan.stock_reference = False
     plan.waiting_loops = args.loops or plan.waiting_loops
     plan.only_waiting = args.only_waiting
     if args.experiments is not None:
-        plan.experiments = tuple(e for e in args.experiments.split(";") if e)
+        plan.experiments = tuple(e for e in args.experiments.split(",") if e)
+        if unknown := [e for e in plan.experiments if e not in EXPERIMENTS]:
+            p.error(f"unknown experiments {unknown}; known: {', '.join(EXPERIMENTS)}")
     if args.waiting:
-        plan.waiting_variants = tuple(WAITING_VARIANTS[name] for name in args.waiting.split(","))
+        plan.waiting_variants = tuple(args.waiting.split(","))
+        if unknown := [w for w in plan.waiting_variants if w not in WAITING_VARIANTS]:
+            p.error(f"unknown waiting variants {unknown}; known: {', '.join(WAITING_VARIANTS)}")
     plan.burst = args.burst or plan.burst
     plan.sequential = args.sequential or plan.sequential
     ARTIFACTS.mkdir(exist_ok=True)

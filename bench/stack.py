@@ -1,4 +1,4 @@
-"""The benchmark's own services: Temporal dev server, Redis, two LLM servers, and the worker and
+"""The benchmark's own services: Temporal dev server, Redis, the LLM server, and the worker and
 ingress processes (`python -m executor worker|ingress`, configured by environment variables).
 
 Every phase gets its own task queue and work stream, so a phase never sees another's workflows.
@@ -75,15 +75,18 @@ class BenchStack:
 
     # -- infrastructure ----------------------------------------------------------------------
     def start_infra(self) -> None:
-        """The dev server exactly as the tests start it (in memory), Redis, the LLM server."""
+        """The dev server exactly as `make run` and the tests start it (in memory, with
+        `history.transferProcessorMaxPollRPS=1000`), Redis, the LLM server."""
         self.temporal = start_temporal(None, port=self.temporal_port, ui_port=free_port(), sink=self.log, headless=True)
         self.procs.append(self.temporal)
         self.procs.append(start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log))
         proc = self.spawn("llm", [sys.executable, "-m", "bench.llm_server", "--port", str(self.llm_port)])
         wait_for_port(self.llm_port, proc=proc)
 
-    def start_temporal_with(self, name: str, dynamic_config: dict[str, str]) -> tuple[Proc, str]:
-        """A second dev server, as `start_temporal` starts it plus `--dynamic-config-value`s."""
+    def start_stock_temporal(self, name: str, dynamic_config: dict[str, str] | None = None) -> tuple[Proc, str]:
+        """A stock `temporal server start-dev` (in memory, our search attributes), without the
+        `--dynamic-config-value` that `executor.devstack.start_temporal` always adds: the dev server
+        as it was before, for reference. Extra `dynamic_config` values are passed as given."""
         port = free_port()
         argv = [
             temporal_binary(), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port),
@@ -91,7 +94,7 @@ class BenchStack:
         ]
         for attr, kind in SEARCH_ATTRIBUTES.items():
             argv += ["--search-attribute", f"{attr}={kind}"]
-        for key, value in dynamic_config.items():
+        for key, value in (dynamic_config or {}).items():
             argv += ["--dynamic-config-value", f"{key}={value}"]
         proc = self.spawn(name, argv, env=dict(os.environ))
         wait_for_port(port, timeout=60, proc=proc)
@@ -117,7 +120,7 @@ class BenchStack:
         """What `Stack.env` of the tests sets, minus the MCP servers (the bench uses `calculate`)."""
         return {
             **self.base_env(),
-            "TEMPORAL_ADDRESS": self.temporal_address,  # overridden for the second server
+            "TEMPORAL_ADDRESS": self.temporal_address,  # overridden for the stock server
             "TEMPORAL_TASK_QUEUE": task_queue,
             "REDIS_ADDR": f"127.0.0.1:{self.redis_port}",
             "LLM_BASE_URL": llm_url,

@@ -1,16 +1,14 @@
 """Scratch experiments on the worker, applied in this process only: `python -m bench.worker worker`
 with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker runs.
 
-  activities=N          Worker(max_concurrent_activities=N)          (temporalio default 100)
   wftasks=N             Worker(max_concurrent_workflow_tasks=N)      (default 100)
-  cache=N               Worker(max_cached_workflows=N)               (default 1000)
   pollers=N             Worker(max_concurrent_*_task_polls=N)        (default 5)
-  llm-connections=N     anthropic client pool max_connections=N      (SDK default 1000)
   unsandboxed           workflow_runner=UnsandboxedWorkflowRunner()
-  local-steps           resolve_node and emit_result as local activities (bench/local_steps.py)
   no-search-attributes  the workflow sets no search attributes (as if they were not registered)
   heartbeat=S           activities heartbeat every S seconds while they wait (ours: 2)
 
+What the executor can set by environment is set that way instead (`WORKER_MAX_ACTIVITIES`,
+`WORKER_MAX_CACHED_WORKFLOWS`, `LLM_MAX_CONNECTIONS` on the worker, `LOCAL_STEPS` on the ingress).
 Nothing here changes a file of the project; it is how the benchmark measures what a core change
 would buy before anyone makes it.
 """
@@ -20,11 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-WORKER_OPTIONS = {
-    "activities": "max_concurrent_activities",
-    "wftasks": "max_concurrent_workflow_tasks",
-    "cache": "max_cached_workflows",
-}
+WORKER_OPTIONS = {"wftasks": "max_concurrent_workflow_tasks"}
 
 
 def parse(spec: str) -> dict[str, str]:
@@ -35,7 +29,13 @@ def parse(spec: str) -> dict[str, str]:
     return patches
 
 
+KNOWN = {"wftasks", "pollers", "unsandboxed", "no-search-attributes", "heartbeat"}
+
+
 def apply(patches: dict[str, str]) -> None:
+    unknown = set(patches) - KNOWN
+    if unknown:
+        raise SystemExit(f"bench worker: unknown BENCH_PATCHES {sorted(unknown)} (set worker options by environment)")
     import executor.worker as worker_module
     from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -45,10 +45,6 @@ def apply(patches: dict[str, str]) -> None:
         options["max_concurrent_activity_task_polls"] = int(patches["pollers"])
     if "unsandboxed" in patches:
         options["workflow_runner"] = UnsandboxedWorkflowRunner()
-    if "local-steps" in patches:
-        from bench.local_steps import LocalStepsNodeWorkflow
-
-        worker_module.NodeWorkflow = LocalStepsNodeWorkflow  # type: ignore[misc]
     if "no-search-attributes" in patches:
         async def not_registered(client: Any, namespace: str) -> bool:
             return False
@@ -58,26 +54,6 @@ def apply(patches: dict[str, str]) -> None:
         from activities import heartbeat
 
         heartbeat.heartbeating.__wrapped__.__defaults__ = (float(patches["heartbeat"]),)  # type: ignore[attr-defined]
-    if "llm-connections" in patches:
-        import anthropic
-        import httpx2
-
-        from executor.config import Settings
-
-        limit = int(patches["llm-connections"])
-
-        def build_client(settings: Settings) -> anthropic.AsyncAnthropic:
-            return anthropic.AsyncAnthropic(
-                api_key=settings.llm_api_key.get_secret_value() or "unset",
-                base_url=settings.llm_base_url or None,
-                max_retries=0,
-                timeout=settings.llm_timeout,
-                http_client=anthropic.DefaultAsyncHttpxClient(
-                    limits=httpx2.Limits(max_connections=limit, max_keepalive_connections=limit)
-                ),
-            )
-
-        worker_module.build_client = build_client  # type: ignore[assignment]
 
     def tuned_worker(*args: Any, **kwargs: Any) -> Worker:
         return Worker(*args, **{**kwargs, **options})
