@@ -20,6 +20,7 @@ from temporalio import activity
 from executor import keys
 from executor.faults import fault_point
 from executor.metrics import Metrics
+from executor.redis_client import text
 from executor.config import Settings
 from executor.contract import NodeOutcome, ResultEvent
 from executor.steps import EmitReceipt
@@ -57,7 +58,7 @@ class EmitActivities:
                     await pipe.watch(marker, state_key)
                     already = await pipe.get(marker)
                     if already is not None:
-                        first = already.decode() if isinstance(already, bytes) else already
+                        first = text(already)
                         log.info("result of %s already emitted: %s", outcome.workflow_id, first)
                         return EmitReceipt(stream=first, event_id=event.id, duplicate=True)
                     new_state = None
@@ -78,7 +79,7 @@ class EmitActivities:
                     break
                 except WatchError:
                     continue  # the orchestrator touched the state between our read and write
-            entry_id = results[0].decode() if isinstance(results[0], bytes) else results[0]
+            entry_id = text(results[0])
         self._metrics.results.add(1, {"outcome": outcome.status})
         log.info("emitted %s for %s as %s %s", event.type, outcome.workflow_id, stream, entry_id)
         return EmitReceipt(stream=stream, event_id=event.id, entry_id=entry_id)

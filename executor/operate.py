@@ -10,6 +10,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from executor import redis_client, temporal_client
+from executor.redis_client import text
 from executor.config import Settings
 from executor.contract import NodeOutcome
 from executor.steps import ApprovalDecision
@@ -61,7 +62,7 @@ async def status(settings: Settings, as_json: bool = False) -> int:
                 info: dict[str, object] = {"length": await redis.xlen(stream)}
                 try:
                     for group in await redis.xinfo_groups(stream):
-                        if _text(group["name"]) == settings.consumer_group:
+                        if text(group["name"]) == settings.consumer_group:
                             info.update(pending=group["pending"], lag=group.get("lag"), consumers=group["consumers"])
                 except ResponseError:
                     info["group"] = "missing"
@@ -113,7 +114,7 @@ async def tail(settings: Settings, from_start: bool, count: int | None, as_json:
         while count is None or seen < count:
             for raw_stream, entries in await redis.xread(cursor, block=1000) or []:
                 for entry_id, fields in entries:
-                    cursor[_text(raw_stream)] = _text(entry_id)
+                    cursor[text(raw_stream)] = text(entry_id)
                     event = json.loads(fields[b"data"])
                     print(json.dumps(event, ensure_ascii=False) if as_json else _summary(event), flush=True)
                     seen += 1
@@ -165,35 +166,23 @@ async def dead_letters(settings: Settings, requeue: list[str], requeue_all: bool
         entries = await redis.xrange(settings.dead_letter_stream)
         if not requeue and not requeue_all:
             for entry_id, fields in entries:
-                f = {_text(k): _text(v) if isinstance(v, bytes) and _utf8(v) else v for k, v in fields.items()}
-                print(f"{_text(entry_id)}  {f.get('stream')} {f.get('entry_id')}  {f.get('reason')}")
+                f = {text(k): text(v, errors="replace") for k, v in fields.items()}
+                print(f"{text(entry_id)}  {f.get('stream')} {f.get('entry_id')}  {f.get('reason')}")
             if not entries:
                 print("no dead letters")
             return 0
-        chosen = [(eid, f) for eid, f in entries if requeue_all or _text(eid) in requeue]
-        missing = set(requeue) - {_text(eid) for eid, _ in chosen}
+        chosen = [(eid, f) for eid, f in entries if requeue_all or text(eid) in requeue]
+        missing = set(requeue) - {text(eid) for eid, _ in chosen}
         if missing:
             print(f"error: no dead letter {', '.join(sorted(missing))}")
             return EXIT_FAILED
         for entry_id, fields in chosen:
-            stream = _text(fields[b"stream"])
+            stream = text(fields[b"stream"])
             async with redis.pipeline(transaction=True) as pipe:
                 pipe.xadd(stream, {"data": fields.get(b"data", b"")})
                 pipe.xdel(settings.dead_letter_stream, entry_id)
                 new_id, _ = await pipe.execute()
-            print(f"requeued {_text(entry_id)} to {stream} as {_text(new_id)}")
+            print(f"requeued {text(entry_id)} to {stream} as {text(new_id)}")
         return 0
     finally:
         await redis.aclose()
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _utf8(value: bytes) -> bool:
-    try:
-        value.decode()
-        return True
-    except UnicodeDecodeError:
-        return False

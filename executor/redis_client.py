@@ -31,3 +31,8 @@ def connect(settings: Settings, retries: int = 3) -> redis.Redis:
         **tls,
     )
     return redis.Redis(connection_pool=pool)
+
+
+def text(value: bytes | str, errors: str = "strict") -> str:
+    """A Redis reply (bytes unless the client decodes) as text."""
+    return value.decode(errors=errors) if isinstance(value, bytes) else str(value)

@@ -25,6 +25,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from executor.config import Settings
+from executor.redis_client import text
 from executor.metrics import Metrics
 from executor.contract import ContractError, MalformedEntry, ResultEvent, WorkItem, detect_mode, node_summary, parse_work_entry
 from executor.steps import NodeInput
@@ -52,10 +53,6 @@ class _Entry:
 
 def _ids(item: WorkItem) -> dict[str, str]:
     return {"graph_id": item.graph_id, "node_id": item.node_id, "workflow_id": item.workflow_id}
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -156,9 +153,9 @@ class Ingress:
         )
         batch = []
         for raw_stream, entries in replies or []:
-            stream = _text(raw_stream)
-            counts = await self._deliveries(stream, [_text(e) for e, _ in entries]) if pending else {}
-            batch += [_Entry(stream, _text(eid), fields, counts.get(_text(eid), 1)) for eid, fields in entries]
+            stream = text(raw_stream)
+            counts = await self._deliveries(stream, [text(e) for e, _ in entries]) if pending else {}
+            batch += [_Entry(stream, text(eid), fields, counts.get(text(eid), 1)) for eid, fields in entries]
         return batch
 
     async def reclaim(self) -> list[_Entry]:
@@ -169,12 +166,12 @@ class Ingress:
             reply = await self._redis.xautoclaim(
                 stream, self._group, self._consumer, self._settings.reclaim_idle_ms, cursor, count=self._settings.ingress_batch
             )
-            self._reclaim_cursor[stream] = _text(reply[0])
+            self._reclaim_cursor[stream] = text(reply[0])
             entries = reply[1]
             if entries:
                 log.info("reclaimed %d idle entries of %s", len(entries), stream)
-                counts = await self._deliveries(stream, [_text(e) for e, _ in entries])
-                batch += [_Entry(stream, _text(eid), fields, counts.get(_text(eid), 1)) for eid, fields in entries]
+                counts = await self._deliveries(stream, [text(e) for e, _ in entries])
+                batch += [_Entry(stream, text(eid), fields, counts.get(text(eid), 1)) for eid, fields in entries]
         return batch
 
     async def _deliveries(self, stream: str, ids: list[str]) -> dict[str, int]:
@@ -183,13 +180,13 @@ class Ingress:
         rows = await self._redis.xpending_range(
             stream, self._group, min=min(ids, key=_id_key), max=max(ids, key=_id_key), count=len(ids), consumername=self._consumer
         )
-        return {_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def measure_streams(self) -> None:
         """Lag (not yet delivered) and pending (delivered, not acked) per stream, as gauges."""
         for stream in self._settings.work_streams:
             for group in await self._redis.xinfo_groups(stream):
-                if _text(group["name"]) == self._group:
+                if text(group["name"]) == self._group:
                     labels = {"stream": stream}
                     self._metrics.stream_pending.set(int(group.get("pending") or 0), labels)
                     if group.get("lag") is not None:  # Redis 7+
@@ -285,7 +282,7 @@ class Ingress:
         stream, entry_id, fields = entry.stream, entry.entry_id, entry.fields or {}
         now = datetime.now(UTC)
         record = {  # the entry's own fields first: ours (stream, reason...) must not be forged by it
-            **{(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()},
+            **{text(k): v for k, v in fields.items()},
             "stream": stream,
             "entry_id": entry_id,
             "reason": reason,
