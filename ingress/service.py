@@ -35,6 +35,7 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     runtime = temporal_client.runtime(settings)
     temporal = await connect_temporal(settings, stop, runtime)
     redis = redis_client.connect(settings)
+    log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
     ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter))
 
     async def consuming() -> None:

@@ -30,6 +30,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
         yield from run_stack(tmp_path_factory.mktemp("stack"), log, llm)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which real servers this run used, so a green run says what it was green on."""
+    from executor.devstack import REDIS_SERVERS, redis_version
+
+    return ["redis servers: " + ", ".join(f"{kind} = {redis_version(kind)}" for kind in REDIS_SERVERS)]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config._executor_exitstatus = exitstatus  # type: ignore[attr-defined]
 

@@ -47,6 +47,7 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     ports: dict[str, dict[str, int]] = field(default_factory=dict)  # per service: health, metrics
     extra_env: dict[str, str] = field(default_factory=dict)
+    redis_server: str = "embedded"  # or "floor": the oldest Redis we support (executor/devstack.py)
 
     # -- processes -------------------------------------------------------------------------
     def start_infra(self, *, temporal_db: bool = False, ui_port: int | None = None) -> None:
@@ -55,7 +56,7 @@ class Stack:
             self.tmp / "temporal" if temporal_db else None,
             port=self.temporal_port, ui_port=ui_port or free_port(), sink=self.log, headless=ui_port is None,
         )
-        self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log)
+        self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log, server=self.redis_server)
         self.procs["mcp-http"] = Proc("mcp-http", self.mcp_http_argv(), env=self.env(), sink=self.log)
         wait_for_port(self.mcp_http_port, proc=self.procs["mcp-http"])
         self.procs["everything"] = Proc(
@@ -255,9 +256,16 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, me
 
 
 def run_stack(
-    tmp: Path, log: IO[str], llm: ScriptedLLM, *, temporal_db: bool = False, ui_port: int | None = None, **extra_env: str
+    tmp: Path,
+    log: IO[str],
+    llm: ScriptedLLM,
+    *,
+    temporal_db: bool = False,
+    ui_port: int | None = None,
+    redis_server: str = "embedded",
+    **extra_env: str,
 ) -> Iterator[Stack]:
-    stack = Stack(tmp=tmp, log=log, llm=llm, extra_env=extra_env)
+    stack = Stack(tmp=tmp, log=log, llm=llm, extra_env=extra_env, redis_server=redis_server)
     try:
         stack.start_infra(temporal_db=temporal_db, ui_port=ui_port)
         stack.start_service("worker")
