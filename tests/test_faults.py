@@ -264,17 +264,28 @@ def test_cancellation_during_an_emit_outage_still_emits_once(fs: Stack) -> None:
 
 
 def test_one_slow_tool_call_does_not_fail_the_others_on_its_server(fs: Stack) -> None:
-    """A call that times out leaves the session alone: a concurrent call on it completes."""
-    hang, quick = uuid.uuid4().hex[:6], fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
-    [g_slow] = submit_many(fs, 1, {"tool_name": "mcp__http__slow", "tool_params": {"seconds": 30, "tag": hang}})
-    wait_until(lambda: [c for c in fs.mcp_calls("slow_started") if c["tag"] == hang], message="slow call in flight")
-    time.sleep(1.5)
-    [g_gate] = submit_many(fs, 1, {"tool_name": "mcp__http__gate", "tool_params": {"name": quick.name}})
-    wait_until(lambda: [c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name], message="both in flight")
-    # the slow call's first attempt times out (TOOL_TIMEOUT 3 s) and is retried...
-    wait_until(lambda: len([c for c in fs.mcp_calls("slow_started") if c["tag"] == hang]) >= 2, message="slow call retried")
-    quick.unlink()  # ...while the gate call, younger than its own timeout, goes on and finishes
-    event = fs.wait_event(g_gate, "n1", timeout=30)
-    assert event["type"] == "node.completed"
-    assert len([c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name]) == 1  # not failed by the other's timeout
-    fs.wait_event(g_slow, "n1", timeout=60)
+    """A call that times out leaves the session alone: a concurrent call on it completes.
+
+    The gate call must start after the slow one and finish after the slow one's timeout, yet before
+    its own: a worker with a 12 s tool timeout and a gate started 6 s after the slow call leave
+    seconds of margin on either side, not the fraction of one a busy machine eats."""
+    fs.procs.pop("worker").stop()
+    fs.start_service("worker", TOOL_TIMEOUT="12")
+    try:
+        hang, quick = uuid.uuid4().hex[:6], fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
+        [g_slow] = submit_many(fs, 1, {"tool_name": "mcp__http__slow", "tool_params": {"seconds": 60, "tag": hang}})
+        wait_until(lambda: [c for c in fs.mcp_calls("slow_started") if c["tag"] == hang], timeout=30, message="slow call in flight")
+        time.sleep(6)
+        [g_gate] = submit_many(fs, 1, {"tool_name": "mcp__http__gate", "tool_params": {"name": quick.name}})
+        wait_until(lambda: [c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name], message="both in flight")
+        # the slow call's first attempt times out (TOOL_TIMEOUT 12 s) and is retried...
+        wait_until(lambda: len([c for c in fs.mcp_calls("slow_started") if c["tag"] == hang]) >= 2, timeout=30, message="slow call retried")
+        quick.unlink()  # ...while the gate call, younger than its own timeout, goes on and finishes
+        event = fs.wait_event(g_gate, "n1", timeout=30)
+        assert event["type"] == "node.completed"
+        assert len([c for c in fs.mcp_calls("gate_started") if c["name"] == quick.name]) == 1  # not failed by the other's timeout
+    finally:
+        fs.procs.pop("worker").kill()
+        fs.start_service("worker")
+    # the slow call's attempts run out on the usual worker (3 s timeout): the node reports once
+    assert fs.wait_event(g_slow, "n1", timeout=120)["type"] == "node.failed"
