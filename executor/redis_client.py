@@ -77,20 +77,22 @@ def describe(name: str, version: tuple[int, ...]) -> str:
     return f"{'Valkey' if name == 'valkey' else 'Redis'} {'.'.join(map(str, version))}"
 
 
-async def require_supported(client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None) -> str:
+async def require_supported(client: redis.Redis, settings: Settings, stop: asyncio.Event) -> str:
     """Wait until Redis answers (it may start after us), then refuse a server below the floor.
-    Returns the server's name and version, for the start-up log line."""
+    Returns the server's name and version for the start-up log line ("unchecked" when told to
+    stop while waiting)."""
     delay = 0.5
     while True:
         try:
             info = await client.info("server")
             break
         except (OSError, redis.ConnectionError, redis.TimeoutError) as exc:
-            if stop is not None and stop.is_set():
-                raise
             log.warning("Redis at %s not reachable (%s); retrying in %.1fs", settings.redis_addr, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return "unchecked (stopped while waiting for it)"
+            except TimeoutError:
+                delay = min(delay * 2, 10)
     name, version = server_version(info)
     if name == "redis" and version < FLOOR:
         raise UnsupportedServer(

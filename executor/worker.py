@@ -15,7 +15,7 @@ from datetime import timedelta
 from temporalio.worker import Worker
 
 from activities.emit import EmitActivities
-from activities.llm import LlmActivities, build_client
+from activities.llm import LlmActivities, build_client, has_credentials
 from activities.mcp_pool import McpPool
 from activities.mcp_servers import configured_servers
 from activities.resolve import ResolveActivities
@@ -42,9 +42,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)
     redis = redis_client.connect(settings)
-    log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
     llm = build_client(settings)
-    pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
+    if not has_credentials(llm):
+        log.warning("LLM_API_KEY is not set: llm and agent nodes will fail (tool nodes run); set it, or ANTHROPIC_API_KEY, and restart")
+    pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout, connect_timeout=settings.mcp_connect_timeout)
     resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))
     llm_activities = LlmActivities(llm, metrics, known_models={settings.llm_model, *settings.llm_models})
     tools = ToolActivities(pool, timeout=settings.tool_timeout, metrics=metrics)
@@ -73,9 +74,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
     checks = {"temporal": client.service_client.check_health, "redis": redis.ping, "worker": polling}
     try:
-        async with HealthServer(settings.health_port, checks, settings.metrics_port), worker:
-            await stop.wait()
-            log.info("worker stopping: draining in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
+        async with HealthServer(settings.health_port, checks, settings.metrics_port):
+            # Probes answer (not ready) while Redis is awaited; a server below the floor ends the process.
+            log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
+            async with worker:
+                await stop.wait()
+                log.info("worker stopping: draining in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
         await pool.close()
         await llm.close()

@@ -35,7 +35,6 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     runtime = temporal_client.runtime(settings)
     temporal = await connect_temporal(settings, stop, runtime)
     redis = redis_client.connect(settings)
-    log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
     ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter))
 
     async def consuming() -> None:
@@ -46,6 +45,8 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     checks = {"temporal": temporal.service_client.check_health, "redis": redis.ping, "consumer": consuming}
     try:
         async with HealthServer(settings.health_port, checks, settings.metrics_port):
+            # Probes answer (not ready) while Redis is awaited; a server below the floor ends the process.
+            log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
             await ingress.run(stop)
     finally:
         await redis.aclose()
