@@ -3,6 +3,11 @@
 Only numbers, + - * / // % **, unary signs, parentheses and a few math functions are accepted.
 Powers, rounding digits, nesting and intermediate results are bounded, so inputs like `9**9**9`
 or `round(1, -10**8)` are refused at once instead of hanging a worker.
+
+Depth counts real nesting (parentheses, function calls, unary signs), not the length of a chain
+of one precedence: `1+1+…+1` parses as a left-leaning tree as deep as it is long, so a chain is
+flattened and folded in a loop, one level for the whole chain. A sum of 1000 terms is ordinary
+input; 50 levels of real nesting are not.
 """
 
 from __future__ import annotations
@@ -18,19 +23,21 @@ DESCRIPTION = (
     "Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses, "
     "and the functions abs, round, min, max, sqrt, floor, ceil; constants pi and e."
 )
+# Room for a sum of 1000 terms written with spaces (`1 + 1 + …`: 3997 characters). The longest
+# chain this allows (2000 terms) stays well inside what `ast.parse` builds without recursing out.
+MAX_EXPRESSION_CHARS = 4000
 INPUT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "expression": {"type": "string", "description": "for example 2*(3+4)", "maxLength": 1000}
+        "expression": {"type": "string", "description": "for example 2*(3+4)", "maxLength": MAX_EXPRESSION_CHARS}
     },
     "required": ["expression"],
     "additionalProperties": False,
 }
 
-MAX_EXPRESSION_CHARS = 1000
 MAX_EXPONENT = 10_000
 MAX_MAGNITUDE = 10**300
-MAX_DEPTH = 50  # nesting of operations; deeper is refused before evaluation
+MAX_DEPTH = 50  # real nesting (a chain of one precedence is one level); deeper is refused
 MAX_ROUND_DIGITS = 20  # round(x, n): CPython computes 10**-n, unbounded for huge negative n
 
 
@@ -70,26 +77,74 @@ def _check(value: Any) -> Any:
     return value
 
 
+# Operators of one precedence that chain to the left (`a-b-c` is `(a-b)-c`); `**` chains right.
+_ADDITIVE = (ast.Add, ast.Sub)
+_MULTIPLICATIVE = (ast.Mult, ast.Div, ast.FloorDiv, ast.Mod)
+
+
+def _apply(op: ast.operator, left: Any, right: Any) -> Any:
+    """One binary operation, bounded: huge powers are refused before they are computed."""
+    if isinstance(op, ast.Pow) and abs(right) > MAX_EXPONENT:
+        raise CalculationError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
+    if isinstance(op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
+        if left not in (0, 1, -1) and right > 0 and right * math.log10(abs(left)) > 300:
+            raise CalculationError("result is too large")
+    try:
+        return _check(_BINARY[type(op)](left, right))
+    except ZeroDivisionError:
+        raise CalculationError("division by zero") from None
+    except OverflowError:
+        raise CalculationError("result is too large") from None
+
+
+def _left_chain(node: ast.BinOp, group: tuple[type[ast.operator], ...]) -> tuple[ast.AST, list[tuple[ast.operator, ast.AST]]]:
+    """`a-b+c` → (a, [(-, b), (+, c)]): the leftmost operand and the steps after it, in order.
+    A right operand of the same precedence was parenthesised: it stays an operand (nesting)."""
+    steps: list[tuple[ast.operator, ast.AST]] = []
+    current: ast.AST = node
+    while isinstance(current, ast.BinOp) and isinstance(current.op, group):
+        steps.append((current.op, current.right))
+        current = current.left
+    steps.reverse()
+    return current, steps
+
+
+def _power_chain(node: ast.BinOp) -> list[ast.AST]:
+    """`a**b**c` → [a, b, c] (it means a**(b**c)); a parenthesised left power stays an operand."""
+    operands: list[ast.AST] = []
+    current: ast.AST = node
+    while isinstance(current, ast.BinOp) and isinstance(current.op, ast.Pow):
+        operands.append(current.left)
+        current = current.right
+    operands.append(current)
+    return operands
+
+
+def _eval_chain(node: ast.BinOp, depth: int) -> Any:
+    """A chain of one precedence is one level: its operands sit one level below it."""
+    if isinstance(node.op, ast.Pow):
+        operands = _power_chain(node)
+        value = _eval(operands[-1], depth + 1)
+        for operand in reversed(operands[:-1]):
+            value = _apply(node.op, _eval(operand, depth + 1), value)
+        return value
+    group = _ADDITIVE if isinstance(node.op, _ADDITIVE) else _MULTIPLICATIVE
+    first, steps = _left_chain(node, group)
+    value = _eval(first, depth + 1)
+    for op, operand in steps:
+        value = _apply(op, value, _eval(operand, depth + 1))
+    return value
+
+
 def _eval(node: ast.AST, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise CalculationError(f"expression nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, ast.Expression):
-        return _eval(node.body, depth + 1)
+        return _eval(node.body, depth)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return _check(node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _eval(node.left, depth + 1), _eval(node.right, depth + 1)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise CalculationError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
-        if isinstance(node.op, ast.Pow) and isinstance(left, int) and isinstance(right, int):
-            if left not in (0, 1, -1) and right > 0 and right * math.log10(abs(left)) > 300:
-                raise CalculationError("result is too large")
-        try:
-            return _check(_BINARY[type(node.op)](left, right))
-        except ZeroDivisionError:
-            raise CalculationError("division by zero") from None
-        except OverflowError:
-            raise CalculationError("result is too large") from None
+        return _eval_chain(node, depth)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _check(_UNARY[type(node.op)](_eval(node.operand, depth + 1)))
     if isinstance(node, ast.Name) and node.id in _CONSTANTS:

@@ -1,8 +1,11 @@
 """The LLM step: one Messages API call with the real `anthropic` async client.
 
 The client is built once per worker with `max_retries=0`: Temporal owns retries, so each one is
-an attempt in the history. The API key lives in the client, read from the worker's environment;
-it never enters workflow inputs, history or logs.
+an attempt in the history. The API key lives in the client, read from the worker's environment
+(`LLM_API_KEY`, else the SDK's own `ANTHROPIC_API_KEY` and other credentials); it never enters
+workflow inputs, history or logs. A worker with no credential at all still runs tool nodes, but
+an LLM call fails at once with a message naming the missing key, instead of sending a request the
+provider can only answer with a 401.
 """
 
 from __future__ import annotations
@@ -34,12 +37,20 @@ def build_client(settings: Settings) -> anthropic.AsyncAnthropic:
     like the worker's activity slots: a loop waiting on the model holds one connection."""
     limits = httpx2.Limits(max_connections=settings.llm_max_connections, max_keepalive_connections=min(settings.llm_max_connections, 100))
     return anthropic.AsyncAnthropic(
-        api_key=settings.llm_api_key.get_secret_value() or "unset",
+        api_key=settings.llm_key() or None,  # None: the SDK looks for its own credentials
         base_url=settings.llm_base_url or None,
         max_retries=0,
         timeout=settings.llm_timeout,
         http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
     )
+
+
+NO_KEY = "LLM request not sent: LLM_API_KEY is not set on this worker (nor ANTHROPIC_API_KEY)"
+
+
+def has_credentials(client: anthropic.AsyncAnthropic) -> bool:
+    """Whether the client found a key, a token or a credentials provider to authenticate with."""
+    return any(value is not None for value in (client.api_key, client.auth_token, client.credentials))
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -80,6 +91,7 @@ class LlmActivities:
         self._client = client
         self._metrics = metrics or Metrics()
         self._known_models = known_models or set()
+        self._has_credentials = has_credentials(client)
 
     def _label(self, model: str) -> str:
         """Work items choose the model: only models the operator named become metric labels."""
@@ -101,6 +113,8 @@ class LlmActivities:
             kwargs["tools"] = request.tools
         began = time.monotonic()
         try:
+            if not self._has_credentials:
+                raise fail(LLM_REJECTED, NO_KEY)  # final: the same worker would send it unsigned again
             try:
                 async with heartbeating():
                     response = await self._client.messages.create(**kwargs)

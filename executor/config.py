@@ -11,13 +11,26 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from executor.contract import ContractError, readable
 
 
 def _split(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _temporal_api_keys(environ: Mapping[str, str]) -> list[str]:
+    """The Temporal API key, which temporalio reads itself (environment configuration): from
+    `TEMPORAL_API_KEY` or the active profile of `TEMPORAL_CONFIG_FILE`; not a Settings field."""
+    from temporalio.envconfig import ClientConfigProfile
+
+    keys = [environ.get("TEMPORAL_API_KEY", "")]
+    try:
+        keys.append(ClientConfigProfile.load(override_env_vars=dict(environ)).api_key or "")
+    except RuntimeError:
+        pass  # an unreadable profile file: the client reports it when it connects
+    return keys
 
 
 class Settings(BaseModel):
@@ -37,6 +50,7 @@ class Settings(BaseModel):
 
     llm_provider: Literal["anthropic"] = "anthropic"
     llm_api_key: SecretStr = SecretStr("")
+    anthropic_api_key: SecretStr = SecretStr("")  # the SDK's own variable, used when LLM_API_KEY is unset
     llm_model: str = "claude-sonnet-4-20250514"
     llm_base_url: str | None = None
     llm_timeout: float = Field(default=600.0, gt=0)
@@ -54,6 +68,7 @@ class Settings(BaseModel):
     mcp_config: str | None = None
     tool_timeout: float = Field(default=120.0, gt=0)
     tool_max_attempts: int = Field(default=5, ge=1, le=100)
+    mcp_connect_timeout: float = Field(default=30.0, gt=0)  # MCP handshake, and tools/list, per attempt
 
     max_iterations: int = Field(default=10, ge=1, le=10_000)
     log_level: Literal["debug", "info", "warn", "warning", "error"] = "info"
@@ -80,6 +95,9 @@ class Settings(BaseModel):
     emitted_marker_ttl_seconds: int = Field(default=7 * 86_400, ge=60)
     claim_check_bytes: int = Field(default=128 * 1024, ge=0)  # larger payloads live in Redis; 0: off
     claim_check_ttl_seconds: int = Field(default=30 * 86_400, ge=3600)
+    watchdog_interval: float = Field(default=30.0, ge=0)  # (ingress) seconds between watchdog passes; 0: off
+    stuck_after: float = Field(default=600.0, gt=0)  # a workflow task failing this long: reported and terminated
+    watchdog_lookback: float = Field(default=86_400.0, gt=0)  # how far back a starting watchdog looks for closed runs
 
     @field_validator("work_streams", "llm_models", mode="before")
     @classmethod
@@ -99,23 +117,41 @@ class Settings(BaseModel):
             raise ValueError("empty address")
         return value
 
+    @model_validator(mode="after")
+    def _lookback_within_marker_ttl(self) -> Settings:
+        # Past the marker's TTL, a closed run that did emit would look as if it had not.
+        if self.watchdog_lookback >= self.emitted_marker_ttl_seconds:
+            raise ValueError(
+                f"WATCHDOG_LOOKBACK ({self.watchdog_lookback:g}s) must be shorter than "
+                f"EMITTED_MARKER_TTL_SECONDS ({self.emitted_marker_ttl_seconds}s)"
+            )
+        return self
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    def secret_values(self) -> list[str]:
-        """Values never to print: the API key, the Redis password, MCP env and header values."""
-        values = [self.llm_api_key.get_secret_value(), self.redis_pass.get_secret_value()]
+    def secret_values(self, environ: Mapping[str, str] | None = None) -> list[str]:
+        """Values never to print: the API key, the Redis password, the Temporal API key, MCP env
+        and header values (and a header's credentials alone: `Bearer <token>` → `<token>`)."""
+        values = [self.llm_api_key.get_secret_value(), self.anthropic_api_key.get_secret_value(), self.redis_pass.get_secret_value()]
+        values += _temporal_api_keys(os.environ if environ is None else environ)
         if self.mcp_config:
             from activities.mcp_servers import load_mcp_config
 
             try:
                 for server in load_mcp_config(self.mcp_config):
                     values += [*server.env.values(), *server.headers.values()]
+                    values += [v.split()[-1] for v in server.headers.values() if len(v.split()) > 1]
             except ContractError:
                 pass  # reported when the worker loads it
         return [v for v in values if v]
+
+    def llm_key(self) -> str:
+        """The provider key: `LLM_API_KEY` (the Go worker's name), else the SDK's `ANTHROPIC_API_KEY`;
+        empty when neither is set."""
+        return self.llm_api_key.get_secret_value() or self.anthropic_api_key.get_secret_value()
 
     def result_stream(self, status: str) -> str:
         """Where a result goes; failures too go to `completed` for unmodified orchestrators."""

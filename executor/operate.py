@@ -1,4 +1,4 @@
-"""Operator commands: status, tail, show, cancel, dead letters, and the approval of tool calls."""
+"""Operator commands: status, tail, show, cancel, dead letters, re-runs, and the approval of tool calls."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import asyncio
 import json
 
 from redis.exceptions import RedisError, ResponseError
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from executor import redis_client, temporal_client
+from executor.rerun import rerun  # noqa: F401 - `executor rerun`, in its own module
 from executor.redis_client import text
 from executor.config import Settings
 from executor.contract import NodeOutcome
@@ -19,14 +20,33 @@ EXIT_FAILED = 1
 STATUS_TIMEOUT = 5.0  # seconds status waits for a service before calling it unreachable
 
 
+async def _finished_as(handle: WorkflowHandle) -> str | None:
+    """How a node ended (`completed`, `failed`, ...), or None while it runs. A cancelled node
+    reported node.failed, and a node past its deadline completes its workflow with a failed
+    outcome: the outcome, not the workflow status, is what the operator knows it by."""
+    described = await handle.describe()
+    status = described.status
+    if status is None or status == WorkflowExecutionStatus.RUNNING:
+        return None
+    if status == WorkflowExecutionStatus.COMPLETED:
+        return (await handle.result()).status
+    if status == WorkflowExecutionStatus.CANCELED:
+        return "failed"
+    return status.name.lower()
+
+
 async def approvals(settings: Settings, workflow_id: str) -> int:
     client = await temporal_client.connect(settings)
+    handle = client.get_workflow_handle(workflow_id, result_type=NodeOutcome)
     try:
-        waiting = await client.get_workflow_handle(workflow_id).query("pending_approvals")
+        waiting = await handle.query("pending_approvals")
+        finished = None if waiting else await _finished_as(handle)
     except RPCError as exc:
         print(f"error: {exc.message}")
         return EXIT_FAILED
-    if not waiting:
+    if finished:
+        print(f"node {workflow_id} has already finished ({finished}): no tool call is waiting for approval")
+    elif not waiting:
         print("no tool call is waiting for approval")
     for call in waiting:
         print(f"{call['call_id']}  iteration {call['iteration']}  {call['tool']} {json.dumps(call['input'], ensure_ascii=False)}")
@@ -34,13 +54,24 @@ async def approvals(settings: Settings, workflow_id: str) -> int:
 
 
 async def decide(settings: Settings, workflow_id: str, call_id: str, approve: bool, reason: str | None, by: str | None) -> int:
+    """Send the decision; when it is refused, say whether that is because the node has ended
+    (asked after the fact, the update fails with a bare `workflow execution already completed`)."""
     client = await temporal_client.connect(settings)
+    handle = client.get_workflow_handle(workflow_id, result_type=NodeOutcome)
     decision = ApprovalDecision(call_id=call_id, approve=approve, reason=reason, by=by)
     try:
-        verdict = await client.get_workflow_handle(workflow_id).execute_update("decide", decision)
+        verdict = await handle.execute_update("decide", decision)
     except (WorkflowUpdateFailedError, RPCError) as exc:
         cause = getattr(exc, "cause", None)
-        print(f"error: {getattr(cause, 'message', None) or exc}")
+        refusal = getattr(cause, "message", None) or getattr(exc, "message", None) or str(exc)
+        try:
+            finished = await _finished_as(handle)
+        except RPCError:
+            finished = None  # no such workflow, or Temporal gone: the refusal says it
+        if finished:
+            print(f"node {workflow_id} has already finished ({finished}): nothing to approve")
+        else:
+            print(f"error: {refusal}")
         return EXIT_FAILED
     print(f"{call_id}: {verdict}")
     return 0

@@ -50,12 +50,19 @@ def text(reply: str, *, usage: tuple[int, int] = (10, 5), stop_reason: str = "en
     return Step(body={"content": [{"type": "text", "text": reply}], "stop_reason": stop_reason, "usage": usage}, hold=hold)
 
 
-def tool_use(*calls: tuple[str, dict[str, Any]], say: str | None = None, usage: tuple[int, int] = (10, 5), hold: float = 0.0) -> Step:
-    """An assistant turn asking for one or more tool calls, optionally with some text first."""
+def tool_use(
+    *calls: tuple[str, dict[str, Any]],
+    say: str | None = None,
+    usage: tuple[int, int] = (10, 5),
+    hold: float = 0.0,
+    stop_reason: str = "tool_use",
+) -> Step:
+    """An assistant turn asking for one or more tool calls, optionally with some text first.
+    `stop_reason="max_tokens"` scripts a turn cut while the model was still writing a call."""
     content: list[dict[str, Any]] = [{"type": "text", "text": say}] if say else []
     for name, arguments in calls:
         content.append({"type": "tool_use", "id": f"toolu_{next(_ids):06d}", "name": name, "input": arguments})
-    return Step(body={"content": content, "stop_reason": "tool_use", "usage": usage}, hold=hold)
+    return Step(body={"content": content, "stop_reason": stop_reason, "usage": usage}, hold=hold)
 
 
 def error(status: int, msg: str = "scripted error", *, headers: dict[str, str] | None = None, hold: float = 0.0) -> Step:

@@ -228,3 +228,88 @@ def test_big_tool_results_go_through_the_claim_check(stack: Stack, llm) -> None:
     assert all(c["claim_check"].startswith("executor:payload:") and c["bytes"] > 300 * 1024 for c in claims)
     keys = stack.redis.keys("executor:payload:*")
     assert keys and all(stack.redis.ttl(k) > 0 for k in keys)
+
+
+def _scheduled_activities(stack: Stack, workflow_id: str) -> list[str]:
+    history = stack.temporal(lambda c: c.get_workflow_handle(workflow_id).fetch_history())
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+def test_tool_use_cut_at_max_tokens_fails_the_node_without_running_the_tool(stack: Stack, llm) -> None:
+    """A turn cut at max_tokens may carry a truncated tool input: it must never reach the tool."""
+    model = model_name()
+    tag = f"cut-{uuid.uuid4().hex[:6]}"
+    llm.script(model, tool_use(("echo", {"text": tag}), say="Calling echo.", stop_reason="max_tokens"), text("never asked"))
+    graph, node, wid = stack.submit_agent(agent(model, ["echo"]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed", event
+    assert event["data"]["error"] == (
+        "the model's turn was cut at max_tokens (1024) in iteration 1 while asking for echo: "
+        "its input may be truncated, so no tool was called"
+    )
+    assert llm.calls(model) == 1
+    assert not [c for c in stack.mcp_calls("echo") if c.get("text") == tag]  # the MCP server never saw it
+    assert "call_tool" not in _scheduled_activities(stack, wid)  # nor was a tool call scheduled
+
+
+def _approval_node(stack: Stack, llm, **extra: object) -> tuple[str, str, str, dict]:
+    model = model_name()
+    llm.script(model, tool_use(("echo", {"text": f"wait-{uuid.uuid4().hex[:6]}"})), text("never asked"))
+    graph, node, wid = stack.submit_agent(agent(model, ["echo"], require_approval=["echo"], **extra))
+    [waiting] = wait_until(lambda: _pending(stack, wid), message="a call waiting for approval")
+    return graph, node, wid, waiting
+
+
+def test_pending_approval_is_cleared_when_the_node_is_cancelled(stack: Stack, llm) -> None:
+    graph, node, wid, _ = _approval_node(stack, llm)
+    assert stack.query(wid, "progress")["waiting_for_approval"]
+    stack.temporal(lambda c: c.get_workflow_handle(wid).cancel())
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.failed" and event["data"]["error"] == "cancelled by request (Temporal UI or CLI) during agent"
+    assert _pending(stack, wid) == []
+    assert stack.query(wid, "progress")["waiting_for_approval"] == []
+
+
+def test_pending_approval_is_cleared_at_the_node_deadline(stack: Stack, llm) -> None:
+    graph, node, wid, _ = _approval_node(stack, llm, timeout=8)
+    event = stack.wait_event(graph, node, timeout=60)
+    assert event["type"] == "node.failed" and event["data"]["error"] == "node deadline of 8s exceeded during agent"
+    assert _pending(stack, wid) == []
+    assert stack.query(wid, "progress")["waiting_for_approval"] == []
+
+
+def test_mcp_images_and_resources_reach_the_model_as_content_blocks(stack: Stack, llm) -> None:
+    from tests.support.mcp_server import PNG_1x1
+
+    model = model_name()
+    tag = f"caption-{uuid.uuid4().hex[:6]}"
+    tiny, reference = "mcp__everything__get-tiny-image", "mcp__everything__get-resource-reference"
+    llm.script(
+        model,
+        tool_use(("picture", {"caption": tag}), (tiny, {}), (reference, {"resourceType": "Blob", "resourceId": 2})),
+        text("I saw them"),
+    )
+    graph, node, _ = stack.submit_agent(agent(model, ["picture", tiny, reference]))
+    event = stack.wait_event(graph, node)
+    assert event["type"] == "node.completed" and event["data"]["output"]["result"] == "I saw them", event
+    picture, image, blob = tool_results(llm.requests(model)[1])
+    # ours: a caption, an image, an embedded text resource
+    assert picture["content"] == [
+        {"type": "text", "text": tag},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_1x1}},
+        {"type": "text", "text": "attached note"},
+    ]
+    # the published server's image tool
+    assert [b["type"] for b in image["content"]] == ["text", "image", "text"]
+    source = image["content"][1]["source"]
+    assert source["type"] == "base64" and source["media_type"] == "image/png" and source["data"].startswith("iVBOR")
+    # a binary resource that is not an image: named in a short text, its base64 not sent
+    assert [b["type"] for b in blob["content"]] == ["text", "text", "text"]
+    named = blob["content"][1]["text"]
+    assert "/blob/2" in named and "text/plain" in named and len(named) < 200
+    texts = [b["text"] for r in (picture, image, blob) for b in r["content"] if b["type"] == "text"]
+    assert not [t for t in texts if "iVBOR" in t or len(t) > 200]  # no base64 passed off as text

@@ -134,3 +134,24 @@ def _dead_ids(stack: Stack, graph: str) -> list[str]:
 
     raw = redis.Redis(port=stack.redis_port).xrange("executor.work.dead")  # may hold bytes that are not UTF-8
     return [eid.decode() for eid, f in raw if graph.encode() in f.get(b"data", b"")]
+
+
+def test_approve_or_reject_on_a_finished_node_says_so_and_exits_non_zero(stack: Stack, llm) -> None:
+    model = f"claude-cli-{uuid.uuid4().hex[:6]}"
+    llm.script(model, tool_use(("calculate", {"expression": "5*5"})), text("never asked"))
+    graph, node, wid = stack.submit_agent({"llm_config": {"model": model}, "tools": ["calculate"], "require_approval": ["calculate"]})
+    listed = wait_until(lambda: (r := cli(stack, "approvals", wid)).returncode == 0 and "calculate" in r.stdout and r, message="listed")
+    call_id = listed.stdout.split()[0]
+    assert cli(stack, "cancel", wid).returncode == 0
+    assert stack.wait_event(graph, node)["type"] == "node.failed"
+    for verb in ("approve", "reject"):
+        late = cli(stack, verb, wid, call_id)
+        assert late.returncode == 1, late.stdout + late.stderr
+        assert late.stdout.strip() == f"node {wid} has already finished (failed): nothing to approve"
+    after = cli(stack, "approvals", wid)
+    assert after.returncode == 0 and after.stdout.strip() == f"node {wid} has already finished (failed): no tool call is waiting for approval"
+    # a node that completed says so too
+    done, done_node, done_wid = stack.submit_agent({"tool_name": "calculate", "tool_params": {"expression": "1+1"}})
+    assert stack.wait_event(done, done_node)["type"] == "node.completed"
+    late = cli(stack, "approve", done_wid, "toolu_any")
+    assert late.returncode == 1 and late.stdout.strip() == f"node {done_wid} has already finished (completed): nothing to approve"

@@ -5,12 +5,16 @@ then every `tool_use` block answered by a `tool_result` block, the tool calls ru
 activities. The transcript lives in workflow state, so a crash anywhere resumes here without
 repeating a finished call. Tools outside the node's list are answered with an error result and
 never run; tools under `require_approval` wait for a human decision (a Temporal update).
+
+The stop reason is read before the tool calls: a turn cut at `max_tokens` may end inside a
+`tool_use` block whose input is incomplete, and running a tool on half its arguments is worse than
+failing, so such a turn fails the node and no tool runs. A call waiting for approval leaves the pending list however the wait
+ends (decision, cancellation, node deadline), so queries never show a finished node as waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from temporalio import workflow
@@ -20,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from executor.contract import AgentNode
     from executor.steps import AgentCarry, ApprovalDecision, LlmReply, LlmRequest, PendingApproval, ToolCall, ToolCallRecord, ToolResult
     from workflows import policies
+    from workflows.tool_content import tool_result_content
 
 # stop reasons that end the loop with the model's answer
 FINISHED = {"end_turn", "stop_sequence"}
@@ -35,10 +40,6 @@ class ContinueAsNew(Exception):
     def __init__(self, carry: AgentCarry):
         super().__init__("continue as new")
         self.carry = carry
-
-
-def tool_result_text(result: ToolResult) -> str:
-    return result.output if isinstance(result.output, str) else json.dumps(result.output, ensure_ascii=False)
 
 
 class AgentLoop:
@@ -63,6 +64,8 @@ class AgentLoop:
             reply = await self._think()
             c.usage = c.usage + reply.usage
             c.messages.append({"role": "assistant", "content": reply.content})
+            if reply.stop_reason == "max_tokens":
+                raise AgentFailure(self._cut_at_max_tokens(reply))
             if reply.tool_uses:
                 results = await asyncio.gather(*(self._answer(block) for block in reply.tool_uses))
                 c.messages.append({"role": "user", "content": list(results)})
@@ -71,9 +74,14 @@ class AgentLoop:
                 return self._output(reply)
             if reply.stop_reason == "pause_turn":
                 continue  # the provider paused a long turn: send it back to go on
-            if reply.stop_reason == "max_tokens":
-                raise AgentFailure(f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {c.iteration}")
             raise AgentFailure(f"the model stopped with {reply.stop_reason!r} in iteration {c.iteration}")
+
+    def _cut_at_max_tokens(self, reply: LlmReply) -> str:
+        cut = f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {self.carry.iteration}"
+        if not reply.tool_uses:
+            return cut
+        names = ", ".join(dict.fromkeys(str(block.get("name", "")) for block in reply.tool_uses))
+        return f"{cut} while asking for {names}: its input may be truncated, so no tool was called"
 
     async def _think(self) -> LlmReply:
         cfg = self.node.llm_config
@@ -118,12 +126,14 @@ class AgentLoop:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             return self._record(call_id, name, arguments, f"tool call failed: {message}", error=True)
-        return self._record(call_id, name, arguments, tool_result_text(result), error=result.is_error)
+        return self._record(call_id, name, arguments, tool_result_content(result.output), error=result.is_error)
 
     async def _approval(self, call_id: str, name: str, arguments: dict[str, Any]) -> ApprovalDecision:
         self.pending[call_id] = PendingApproval(call_id=call_id, tool=name, input=arguments, iteration=self.carry.iteration)
-        await workflow.wait_condition(lambda: call_id in self.decisions)
-        del self.pending[call_id]
+        try:
+            await workflow.wait_condition(lambda: call_id in self.decisions)
+        finally:  # decided, cancelled or past the node deadline: no longer waiting either way
+            del self.pending[call_id]
         return self.decisions[call_id]
 
     def decide(self, decision: ApprovalDecision) -> None:
@@ -131,7 +141,9 @@ class AgentLoop:
         self.decisions[decision.call_id] = decision
 
     # -- bookkeeping ----------------------------------------------------------------------
-    def _record(self, call_id: str, name: str, arguments: dict[str, Any], content: str, *, error: bool) -> dict[str, Any]:
+    def _record(
+        self, call_id: str, name: str, arguments: dict[str, Any], content: str | list[dict[str, Any]], *, error: bool
+    ) -> dict[str, Any]:
         self.carry.tool_calls.append(ToolCallRecord(name=name, input=arguments, is_error=error))
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": content}
         if error:

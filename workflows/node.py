@@ -112,7 +112,11 @@ class NodeWorkflow:
         except (NodeFailure, AgentFailure) as failure:
             outcome = self._outcome(item, started, "failed", error=str(failure))
         except (ActivityError, ApplicationError) as err:
-            outcome = self._outcome(item, started, "failed", error=describe(err, self._step))
+            # Python 3.12+ lets the cancelled step's own error out of `asyncio.wait_for` where 3.11
+            # raised CancelledError: a cancellation request decides, whichever arrives.
+            cancelled = workflow.cancellation_reason() is not None and isinstance(getattr(err, "cause", None), CancelledError)
+            error = f"cancelled by request (Temporal UI or CLI) during {self._step}" if cancelled else describe(err, self._step)
+            outcome = self._outcome(item, started, "failed", error=error)
         except asyncio.CancelledError:
             cancelled = True
             error = f"cancelled by request (Temporal UI or CLI) during {self._step}"
