@@ -68,7 +68,7 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
             "REDIS_ADDR": f"127.0.0.1:{args.redis_port}",
             "PYTHONUNBUFFERED": "1",
         }
-        if args.scripted_llm or not settings.llm_api_key.get_secret_value():
+        if args.scripted_llm or not settings.llm_key():
             llm = ScriptedLLM().start()
             env.update(LLM_BASE_URL=llm.base_url, LLM_API_KEY="offline", LLM_MODEL="echo-offline")
             print(f"[dev] no LLM_API_KEY: LLM calls go to the offline scripted LLM at {llm.base_url} (model echo-offline)")

@@ -17,7 +17,7 @@ from executor.scripted_llm import ScriptedLLM, text, tool_use
 from tests.conftest import ARTIFACTS
 from tests.support.stack import WORK, Stack, run_stack, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.interpreters]
 
 
 @pytest.fixture(scope="module")

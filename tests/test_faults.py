@@ -53,6 +53,7 @@ def assert_exactly_one_each(s: Stack, graphs: list[str], timeout: float = 60) ->
     wait_until(lambda: s.pending() == 0, message="0 pending")
 
 
+@pytest.mark.interpreters
 def test_emit_crash_after_write_does_not_double_the_event(fs: Stack) -> None:
     fs.procs.pop("worker").stop()
     worker = fs.start_service("worker", EXECUTOR_FAULTS="emit.after_write")
@@ -197,6 +198,7 @@ def test_hanging_tool_times_out_and_fails_after_its_attempts(fs: Stack) -> None:
     assert len([c for c in fs.mcp_calls("slow_started") if c["tag"] == tag]) == 5  # TOOL_MAX_ATTEMPTS
 
 
+@pytest.mark.interpreters
 def test_node_deadline_fails_the_node_and_cancels_the_call(fs: Stack) -> None:
     gate = fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
     [g] = submit_many(fs, 1, {"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}, "timeout": 2})
@@ -208,6 +210,7 @@ def test_node_deadline_fails_the_node_and_cancels_the_call(fs: Stack) -> None:
     gate.unlink()
 
 
+@pytest.mark.interpreters
 def test_cancellation_from_temporal_emits_node_failed(fs: Stack) -> None:
     gate = fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
     graph, node, wid = fs.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
@@ -224,6 +227,7 @@ def test_cancellation_from_temporal_emits_node_failed(fs: Stack) -> None:
     assert wait_until(lambda: fs.temporal(status) == "CANCELED", message="workflow cancelled")
 
 
+@pytest.mark.interpreters
 def test_sigterm_drains_the_call_in_flight(fs: Stack) -> None:
     tag = uuid.uuid4().hex[:6]
     [g] = submit_many(fs, 1, {"tool_name": "mcp__http__slow", "tool_params": {"seconds": 2, "tag": tag}})
@@ -237,6 +241,7 @@ def test_sigterm_drains_the_call_in_flight(fs: Stack) -> None:
     assert len([c for c in fs.mcp_calls("slow_started") if c["tag"] == tag]) == 1  # not run again
 
 
+@pytest.mark.interpreters
 def test_cancellation_during_an_emit_outage_still_emits_once(fs: Stack) -> None:
     gate = fs.gate(f"gate-{uuid.uuid4().hex[:6]}")
     graph, node, wid = fs.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
