@@ -124,6 +124,9 @@ def parser() -> argparse.ArgumentParser:
     dl = sub.add_parser("dead-letters", help="list dead-lettered entries, or requeue them after a fix")
     dl.add_argument("--requeue", nargs="*", default=[], metavar="ID", help="dead-letter entry ids to put back")
     dl.add_argument("--all", action="store_true", help="requeue every dead letter")
+    rr = sub.add_parser("rerun", help="run a node again whose workflow ended without a usable result (terminated, timed out, failed)")
+    rr.add_argument("workflow_id")
+    rr.add_argument("--force", action="store_true", help="also a node that completed or was cancelled (a second result event)")
     a = sub.add_parser("approvals", help="list tool calls of an agent node waiting for approval")
     a.add_argument("workflow_id")
     for verb in ("approve", "reject"):
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             from executor.dev import run_dev
 
             return run_dev(args, settings)
-        if args.command in ("status", "tail", "show", "cancel", "dead-letters", "approvals", "approve", "reject"):
+        if args.command in ("status", "tail", "show", "cancel", "dead-letters", "rerun", "approvals", "approve", "reject"):
             from executor import operate
 
             if args.command == "status":
@@ -163,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(operate.cancel(settings, args.workflow_id))
             if args.command == "dead-letters":
                 return asyncio.run(operate.dead_letters(settings, args.requeue, args.all))
+            if args.command == "rerun":
+                return asyncio.run(operate.rerun(settings, args.workflow_id, args.force))
 
             if args.command == "approvals":
                 return asyncio.run(operate.approvals(settings, args.workflow_id))

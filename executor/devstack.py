@@ -226,6 +226,7 @@ def start_temporal(
         # One history shard polls its transfer queue 20 times a second by default: every workflow
         # task then waits 40-50 ms (docs/performance.md). Production clusters have many shards.
         "--dynamic-config-value", "history.transferProcessorMaxPollRPS=1000",
+        "--dynamic-config-value", "system.numConsecutiveWorkflowTaskProblemsToTriggerSearchAttribute=2",  # flag failing tasks sooner (watchdog)
     ]
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,18 @@ def emitted_marker(workflow_id: str) -> str:
     return f"executor:emitted:{workflow_id}"
 
 
+def dead_lettered_entry(stream: str, entry_id: str) -> str:
+    """The emitted marker of an entry that never became a work item (no workflow id): two ingress
+    replicas dead-lettering the same entry report it once."""
+    return f"executor:emitted:entry:{stream}@{entry_id}"
+
+
 def claim_checked_payload(sha256: str) -> str:
     """A payload too large for Temporal's history (claim check), by content hash."""
     return f"executor:payload:{sha256}"
+
+
+def report_lease(workflow_id: str) -> str:
+    """Held for seconds by the watchdog reporting a workflow and by `rerun` re-running it, so the
+    two never interleave (executor/result_marker.py)."""
+    return f"executor:lease:{workflow_id}"

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
 
-from executor import redis_client, temporal_client
-from executor.rerun import rerun  # noqa: F401 - `executor rerun`, in its own module
+from executor import history, keys, redis_client, result_marker, temporal_client
+from executor.claim_check import ClaimCheckMissing
 from executor.redis_client import text
 from executor.config import Settings
 from executor.contract import NodeOutcome
-from executor.steps import ApprovalDecision
+from executor.steps import ApprovalDecision, NodeInput
 
 EXIT_FAILED = 1
 STATUS_TIMEOUT = 5.0  # seconds status waits for a service before calling it unreachable
@@ -217,3 +219,73 @@ async def dead_letters(settings: Settings, requeue: list[str], requeue_all: bool
         return 0
     finally:
         await redis.aclose()
+
+
+# -- rerun --------------------------------------------------------------------------------------
+
+# Ended without a result the orchestrator could use (the watchdog reported them as node.failed).
+_RERUNNABLE = {WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT, WorkflowExecutionStatus.FAILED}
+# Ended by emitting their result: a re-run writes a second one, so only with --force.
+_EMITTED = {WorkflowExecutionStatus.COMPLETED: "completed", WorkflowExecutionStatus.CANCELED: "was cancelled"}
+
+
+async def rerun(settings: Settings, workflow_id: str, force: bool = False) -> int:
+    """Run a node again under its workflow id: the original work item (from the first history
+    event; an agent's carried-over state is dropped), its emitted marker cleared so the new run
+    can emit. Held under the report lease, so the watchdog never reports the old run in between."""
+    client = await temporal_client.connect(settings)
+    redis = redis_client.connect(settings)
+    try:
+        async with result_marker.lease(redis, workflow_id, wait=10) as held:
+            if not held:
+                print(f"refused: {workflow_id} is being reported by the watchdog or re-run by someone else; try again")
+                return EXIT_FAILED
+            return await _rerun(client, redis, settings, workflow_id, force)
+    finally:
+        await redis.aclose()
+
+
+async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: str, force: bool) -> int:
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        print(f"error: no workflow {workflow_id}" if exc.status == RPCStatusCode.NOT_FOUND else f"error: {exc.message}")
+        return EXIT_FAILED
+    status = described.status
+    if status in _EMITTED and not force:
+        print(f"refused: {workflow_id} {_EMITTED[status]} and emitted its result; --force runs it again (a second result event)")
+        return EXIT_FAILED
+    if status not in _RERUNNABLE and status not in _EMITTED:
+        print(f"refused: {workflow_id} is running; cancel it or let it end first")
+        return EXIT_FAILED
+    try:
+        original = await history.node_input(client, workflow_id, described.run_id)
+        summary = await described.static_summary()
+    except (ClaimCheckMissing, ValueError, LookupError) as exc:
+        print(f"error: cannot read the input of {workflow_id}: {exc}")
+        return EXIT_FAILED
+    marker = keys.emitted_marker(workflow_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(marker)
+        pipe.pttl(marker)
+        pipe.delete(marker)
+        cleared, ttl_ms, _ = await pipe.execute()
+    started = None
+    try:
+        started = await client.start_workflow(
+            "NodeWorkflow",
+            NodeInput(item=original.item, local_steps=original.local_steps),
+            id=workflow_id,
+            task_queue=described.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # an explicit operator action
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=summary,
+            static_details=f"re-run of run {described.run_id} ({status.name}) with `executor rerun`",
+        )
+    finally:
+        if started is None and cleared is not None:  # not started: the old run's marker stands again
+            await redis.set(marker, cleared, px=ttl_ms if ttl_ms > 0 else settings.emitted_marker_ttl_seconds * 1000)
+    was = f"emitted marker cleared (it named {text(cleared)})" if cleared is not None else "no emitted marker to clear"
+    print(f"re-running {workflow_id}: run {described.run_id} ended {status.name}; {was}; new run {started.result_run_id}")
+    return 0
+

@@ -1,4 +1,5 @@
-"""The ingress process: connects, then consumes until stopped."""
+"""The ingress process: connects, then consumes until stopped, with the watchdog beside the
+consumer (ingress/watchdog.py: a node that stopped for good still gets its result event)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from executor.metrics import Metrics
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from ingress.consumer import Ingress
+from ingress.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     temporal = await connect_temporal(settings, stop, runtime)
     redis = redis_client.connect(settings)
     ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter))
+    watchdog = Watchdog(redis, temporal, settings)
 
     async def consuming() -> None:
         stalled = asyncio.get_running_loop().time() - ingress.last_loop
@@ -47,7 +50,10 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
         async with HealthServer(settings.health_port, checks, settings.metrics_port):
             # Probes answer (not ready) while Redis is awaited; a server below the floor ends the process.
             log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
-            await ingress.run(stop)
+            async with asyncio.TaskGroup() as tasks:
+                watching = tasks.create_task(watchdog.run(stop))  # every replica may run it: the marker dedups
+                await ingress.run(stop)
+                watching.cancel()  # stopping: a pass in flight (Temporal unreachable?) need not finish
     finally:
         await redis.aclose()
         tracing.shutdown()
