@@ -1,9 +1,11 @@
 """The tool step: one call of a built-in tool or of a tool on a configured MCP server.
 
 A node names a tool plainly (`get_weather`: the first server offering it, built-ins first, then
-MCP servers in configuration order) or qualified (`mcp__<server>__<tool>`). A work item can never
-name a command or URL: only servers the operator configured are reachable. A tool's own error
-result (`isError`) comes back as data; only failures to call the tool are exceptions.
+MCP servers in configuration order, those that just failed to connect last) or qualified
+(`mcp__<server>__<tool>`). A work item can never name a command or URL: only servers the operator
+configured are reachable. A tool's own error result (`isError`) comes back as data; only failures
+to call the tool are exceptions. Both activities heartbeat from start to end: finding a tool may
+wait on a server's handshake as long as a call may wait on its tool.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ class ToolActivities:
         if name == calc.NAME:
             return CALCULATE
         unreachable = []
-        for server in self._pool.servers:
+        # A server that just failed to connect would hold every lookup for the connect timeout:
+        # it is tried last, so a tool found elsewhere does not wait on it.
+        servers = sorted(self._pool.servers, key=self._pool.failed_recently)
+        for server in servers:
             try:
                 spec = await self._find_on(server, name)
             except ServerUnavailable as exc:
@@ -98,12 +103,17 @@ class ToolActivities:
     async def describe_tools(self, names: list[str]) -> list[ToolSpec]:
         """Definitions of the named tools, for the model (agent mode)."""
         try:
-            return [await self.find(name) for name in names]
+            async with heartbeating():
+                return [await self.find(name) for name in names]
         except ServerUnavailable as exc:
             raise fail(TOOL_UNAVAILABLE, str(exc)) from None
 
     @activity.defn(name="call_tool")
     async def call_tool(self, call: ToolCall) -> ToolResult:
+        async with heartbeating():
+            return await self._find_and_call(call)
+
+    async def _find_and_call(self, call: ToolCall) -> ToolResult:
         began = time.monotonic()
         spec: ToolSpec | None = None
         try:
@@ -134,8 +144,7 @@ class ToolActivities:
             except calc.CalculationError as exc:
                 return ToolResult(tool=call.tool, server=BUILTIN, is_error=True, output=str(exc))
         try:
-            async with heartbeating():
-                result = await self._pool.call(spec.server, spec.name, call.arguments, self._timeout)
+            result = await self._pool.call(spec.server, spec.name, call.arguments, self._timeout)
         except ServerUnavailable as exc:
             raise fail(TOOL_UNAVAILABLE, str(exc)) from None
         except MCPError as exc:

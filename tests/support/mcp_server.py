@@ -130,7 +130,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", action="store_true")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--stderr-line", default=None, help="write this line to stderr at start (log relay tests)")
     args = parser.parse_args()
+    if args.stderr_line is not None:
+        print(args.stderr_line, file=sys.stderr, flush=True)
     if args.http:
         TRANSPORT = "http"
         server.run("streamable-http", host="127.0.0.1", port=args.port, streamable_http_path="/mcp")
