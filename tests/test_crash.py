@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.interpreters]
 def crash_stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[Stack]:
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "crash-stack.log", "w") as log:
-        yield from run_stack(tmp_path_factory.mktemp("crash"), log, llm, temporal_db=True, ACTIVITY_HEARTBEAT_TIMEOUT="2")
+        yield from run_stack(tmp_path_factory.mktemp("crash"), log, llm, temporal_db=True, ACTIVITY_HEARTBEAT_TIMEOUT="5")
 
 
 def agent(model: str, tools: list[str]) -> dict:

@@ -28,7 +28,7 @@ def fs(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[S
     with open(ARTIFACTS / "fault-stack.log", "w") as log:
         yield from run_stack(
             tmp, log, llm, temporal_db=True,
-            ACTIVITY_HEARTBEAT_TIMEOUT="2", RECLAIM_IDLE_MS="1000", RECLAIM_INTERVAL_MS="200",
+            ACTIVITY_HEARTBEAT_TIMEOUT="5", RECLAIM_IDLE_MS="1000", RECLAIM_INTERVAL_MS="200",
             MAX_DELIVERIES="3", TOOL_TIMEOUT="3", TOOL_MAX_ATTEMPTS="5", EXECUTOR_FAULTS_DIR=str(tmp),
         )
 

@@ -33,7 +33,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[S
         yield from run_stack(
             tmp, log, llm,
             WATCHDOG_INTERVAL="1", STUCK_AFTER=str(STUCK_AFTER), CLAIM_CHECK_BYTES="100",
-            ACTIVITY_HEARTBEAT_TIMEOUT="2", EXECUTOR_FAULTS_DIR=str(tmp),
+            ACTIVITY_HEARTBEAT_TIMEOUT="5", EXECUTOR_FAULTS_DIR=str(tmp),
         )
 
 
