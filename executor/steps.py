@@ -117,8 +117,9 @@ class ToolCallRecord(BaseModel):
     is_error: bool = False
 
 
-class AgentCarry(BaseModel):
-    """Everything the agent loop needs to go on in a new run after continue-as-new."""
+class AgentState(BaseModel):
+    """The agent loop's state: transcript, counters, usage. It is all the loop needs to go on in a
+    new run after continue-as-new (where it travels as `NodeInput.carry`)."""
 
     resolved: ResolvedNode
     tool_definitions: list[dict[str, Any]]
@@ -153,5 +154,5 @@ class NodeInput(BaseModel):
     """
 
     item: WorkItem
-    carry: AgentCarry | None = None
+    carry: AgentState | None = None  # the field's name is in recorded histories: keep it
     local_steps: bool = False

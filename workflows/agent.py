@@ -21,9 +21,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.llm import LlmActivities
+    from activities.tools import ToolActivities
     from executor.contract import AgentNode
-    from executor.steps import AgentCarry, ApprovalDecision, LlmReply, LlmRequest, PendingApproval, ToolCall, ToolCallRecord, ToolResult
-    from workflows import policies
+    from executor.steps import AgentState, ApprovalDecision, LlmReply, LlmRequest, PendingApproval, ToolCall, ToolCallRecord, ToolResult
+    from workflows import calls, policies
     from workflows.tool_content import tool_result_content
 
 # stop reasons that end the loop with the model's answer
@@ -35,25 +37,25 @@ class AgentFailure(Exception):
 
 
 class ContinueAsNew(Exception):
-    """History is getting long: go on in a fresh run with this carry."""
+    """History is getting long: go on in a fresh run with this state."""
 
-    def __init__(self, carry: AgentCarry):
+    def __init__(self, state: AgentState):
         super().__init__("continue as new")
-        self.carry = carry
+        self.state = state
 
 
 class AgentLoop:
-    def __init__(self, carry: AgentCarry):
-        self.carry = carry
-        self.node: AgentNode = carry.resolved.node  # type: ignore[assignment]
-        self.model: str = carry.resolved.model or ""
+    def __init__(self, state: AgentState):
+        self.state = state
+        self.node: AgentNode = state.resolved.node  # type: ignore[assignment]
+        self.model: str = state.resolved.model or ""
         self.last_tool: str | None = None
         self.pending: dict[str, PendingApproval] = {}
         self.decisions: dict[str, ApprovalDecision] = {}
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self) -> dict[str, Any]:
-        c = self.carry
+        c = self.state
         limit = self.node.max_iterations or 10
         while True:
             if self._history_is_long():
@@ -77,7 +79,7 @@ class AgentLoop:
             raise AgentFailure(f"the model stopped with {reply.stop_reason!r} in iteration {c.iteration}")
 
     def _cut_at_max_tokens(self, reply: LlmReply) -> str:
-        cut = f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {self.carry.iteration}"
+        cut = f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {self.state.iteration}"
         if not reply.tool_uses:
             return cut
         names = ", ".join(dict.fromkeys(str(block.get("name", "")) for block in reply.tool_uses))
@@ -88,17 +90,13 @@ class AgentLoop:
         request = LlmRequest(
             model=self.model,
             system=self.node.system,
-            messages=self.carry.messages,
-            tools=self.carry.tool_definitions,
+            messages=self.state.messages,
+            tools=self.state.tool_definitions,
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,
         )
-        return await workflow.execute_activity(
-            "call_llm",
-            request,
-            result_type=LlmReply,
-            summary=f"iteration {self.carry.iteration} · llm {self.model}",
-            **policies.llm(self.carry.resolved.timeouts),
+        return await calls.run(
+            LlmActivities.call_llm, request, policies.llm(self.state.resolved.timeouts), summary=f"iteration {self.state.iteration} · llm {self.model}"
         )
 
     async def _answer(self, block: dict[str, Any]) -> dict[str, Any]:
@@ -113,12 +111,11 @@ class AgentLoop:
                 why = f": {decision.reason}" if decision.reason else ""
                 return self._record(call_id, name, arguments, f"a human rejected this call of {name}{why}", error=True)
         try:
-            result = await workflow.execute_activity(
-                "call_tool",
+            result = await calls.run(
+                ToolActivities.call_tool,
                 ToolCall(tool=name, arguments=arguments),
-                result_type=ToolResult,
-                summary=f"iteration {self.carry.iteration} · tool {name}",
-                **policies.tool(self.carry.resolved.timeouts),
+                policies.tool(self.state.resolved.timeouts),
+                summary=f"iteration {self.state.iteration} · tool {name}",
             )
         except ActivityError as err:  # the call could not be made: tell the model, let it recover
             if isinstance(err.cause, CancelledError):
@@ -129,7 +126,7 @@ class AgentLoop:
         return self._record(call_id, name, arguments, tool_result_content(result.output), error=result.is_error)
 
     async def _approval(self, call_id: str, name: str, arguments: dict[str, Any]) -> ApprovalDecision:
-        self.pending[call_id] = PendingApproval(call_id=call_id, tool=name, input=arguments, iteration=self.carry.iteration)
+        self.pending[call_id] = PendingApproval(call_id=call_id, tool=name, input=arguments, iteration=self.state.iteration)
         try:
             await workflow.wait_condition(lambda: call_id in self.decisions)
         finally:  # decided, cancelled or past the node deadline: no longer waiting either way
@@ -144,14 +141,14 @@ class AgentLoop:
     def _record(
         self, call_id: str, name: str, arguments: dict[str, Any], content: str | list[dict[str, Any]], *, error: bool
     ) -> dict[str, Any]:
-        self.carry.tool_calls.append(ToolCallRecord(name=name, input=arguments, is_error=error))
+        self.state.tool_calls.append(ToolCallRecord(name=name, input=arguments, is_error=error))
         block: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id, "content": content}
         if error:
             block["is_error"] = True
         return block
 
     def _output(self, reply: LlmReply) -> dict[str, Any]:
-        c = self.carry
+        c = self.state
         return {
             "result": reply.text,
             "iterations": c.iteration,
@@ -163,11 +160,11 @@ class AgentLoop:
     def _history_is_long(self) -> bool:
         info = workflow.info()
         return info.is_continue_as_new_suggested() or (
-            info.get_current_history_length() >= self.carry.resolved.timeouts.continue_as_new_events
+            info.get_current_history_length() >= self.state.resolved.timeouts.continue_as_new_events
         )
 
     def progress(self) -> dict[str, Any]:
-        c = self.carry
+        c = self.state
         return {
             "iteration": c.iteration,
             "max_iterations": self.node.max_iterations,

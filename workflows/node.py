@@ -17,10 +17,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from activities.emit import EmitActivities
     from activities.errors import NODE_CONFIG
+    from activities.llm import LlmActivities
+    from activities.resolve import ResolveActivities
+    from activities.tools import ToolActivities
     from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, WorkItem, node_summary
     from executor.steps import (
-        AgentCarry,
+        AgentState,
         ApprovalDecision,
         EmitReceipt,
         LlmReply,
@@ -32,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ToolSpec,
     )
     from executor import search_attributes as sa
-    from workflows import policies
+    from workflows import calls, policies
     from workflows.agent import AgentFailure, AgentLoop, ContinueAsNew
 
 
@@ -40,7 +44,7 @@ class NodeFailure(Exception):
     """The node failed for a reason that is already a readable message."""
 
 
-def describe(err: ActivityError | ApplicationError, step: str) -> str:
+def failure_reason(err: ActivityError | ApplicationError, step: str) -> str:
     """A readable reason from an activity failure: the cause's own message, with the step. (A
     local activity's failure arrives as the ApplicationError itself, not wrapped.)"""
     cause = err if isinstance(err, ApplicationError) else err.cause
@@ -76,7 +80,7 @@ class NodeWorkflow:
 
     @workflow.query
     def transcript(self) -> list[dict[str, Any]]:
-        return list(self._agent.carry.messages) if self._agent is not None else []
+        return list(self._agent.state.messages) if self._agent is not None else []
 
     @workflow.query
     def pending_approvals(self) -> list[dict[str, Any]]:
@@ -107,7 +111,7 @@ class NodeWorkflow:
             outcome = self._outcome(item, started, "completed", output=output, details=details)
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
-            next_carry = more.carry.model_copy(update={"runs": more.carry.runs + 1, "started_at": started})
+            next_carry = more.state.model_copy(update={"runs": more.state.runs + 1, "started_at": started})
             workflow.continue_as_new(NodeInput(item=item, carry=next_carry, local_steps=self._local_steps))
         except (NodeFailure, AgentFailure) as failure:
             outcome = self._outcome(item, started, "failed", error=str(failure))
@@ -115,7 +119,7 @@ class NodeWorkflow:
             # Python 3.12+ lets the cancelled step's own error out of `asyncio.wait_for` where 3.11
             # raised CancelledError: a cancellation request decides, whichever arrives.
             cancelled = workflow.cancellation_reason() is not None and isinstance(getattr(err, "cause", None), CancelledError)
-            error = f"cancelled by request (Temporal UI or CLI) during {self._step}" if cancelled else describe(err, self._step)
+            error = f"cancelled by request (Temporal UI or CLI) during {self._step}" if cancelled else failure_reason(err, self._step)
             outcome = self._outcome(item, started, "failed", error=error)
         except asyncio.CancelledError:
             cancelled = True
@@ -133,19 +137,19 @@ class NodeWorkflow:
     async def _emit(self, outcome: NodeOutcome) -> EmitReceipt:
         """The result must reach the orchestrator: a cancellation requested while emitting (say,
         during a Redis outage) does not stop it; the outcome was decided before it came."""
-        start = workflow.start_local_activity if self._local_steps else workflow.start_activity
-        emitting = start("emit_result", outcome, result_type=EmitReceipt, summary=f"emit {outcome.status}", **policies.EMIT)
+        emitting = calls.start(
+            EmitActivities.emit_result, outcome, policies.EMIT, summary=f"emit {outcome.status}", local=self._local_steps
+        )
         while True:
             try:
                 return await asyncio.shield(emitting)
             except asyncio.CancelledError:
                 workflow.logger.info("cancellation requested while emitting the %s result; emitting it first", outcome.status)
 
-    async def _execute(self, item: WorkItem, carry: AgentCarry | None, started: datetime) -> tuple[Any, dict[str, Any]]:
+    async def _execute(self, item: WorkItem, carry: AgentState | None, started: datetime) -> tuple[Any, dict[str, Any]]:
         """Resolve, then run the mode's steps within the node's deadline."""
-        run_step = workflow.execute_local_activity if self._local_steps else workflow.execute_activity
-        resolved = carry.resolved if carry else await run_step(
-            "resolve_node", item, result_type=ResolvedNode, summary="resolve", **policies.RESOLVE
+        resolved = carry.resolved if carry else await calls.run(
+            ResolveActivities.resolve_node, item, policies.RESOLVE, summary="resolve", local=self._local_steps
         )
         self._mode, self._model = resolved.node.mode, resolved.model
         self._search = resolved.search_attributes
@@ -168,16 +172,15 @@ class NodeWorkflow:
                 raise NodeFailure(f"node deadline of {deadline:g}s exceeded during {self._step}") from None
             raise
 
-    async def _run_mode(self, resolved: ResolvedNode, carry: AgentCarry | None) -> tuple[Any, dict[str, Any]]:
+    async def _run_mode(self, resolved: ResolvedNode, carry: AgentState | None) -> tuple[Any, dict[str, Any]]:
         node = resolved.node
         if isinstance(node, ToolNode):
             self._step = f"tool {node.tool_name}"
-            result = await workflow.execute_activity(
-                "call_tool",
+            result = await calls.run(
+                ToolActivities.call_tool,
                 ToolCall(tool=node.tool_name, arguments=node.tool_params),
-                result_type=ToolResult,
+                policies.tool(resolved.timeouts),
                 summary=f"tool {node.tool_name}",
-                **policies.tool(resolved.timeouts),
             )
             if result.is_error:
                 raise NodeFailure(f"tool {node.tool_name}: {result.error_message}")
@@ -185,8 +188,8 @@ class NodeWorkflow:
         if isinstance(node, LlmNode):
             self._step = f"llm {resolved.model}"
             cfg = node.llm_config
-            reply = await workflow.execute_activity(
-                "call_llm",
+            reply = await calls.run(
+                LlmActivities.call_llm,
                 LlmRequest(
                     model=resolved.model or "",
                     system=cfg.system,
@@ -194,9 +197,8 @@ class NodeWorkflow:
                     temperature=cfg.temperature,
                     max_tokens=cfg.max_tokens,
                 ),
-                result_type=LlmReply,
+                policies.llm(resolved.timeouts),
                 summary=f"llm {resolved.model}",
-                **policies.llm(resolved.timeouts),
             )
             output = {"content": reply.text, "usage": reply.usage.model_dump()}
             return output, {"model": reply.model, "stop_reason": reply.stop_reason}
@@ -209,19 +211,15 @@ class NodeWorkflow:
         output = await self._agent.run()
         return output, {"model": resolved.model, "runs": carry.runs}
 
-    async def _start_agent(self, resolved: ResolvedNode, node: AgentNode) -> AgentCarry:
-        specs = await workflow.execute_activity(
-            "describe_tools",
-            node.tools,
-            result_type=list[ToolSpec],
-            summary=f"describe tools {', '.join(node.tools)}",
-            **policies.tool(resolved.timeouts),
+    async def _start_agent(self, resolved: ResolvedNode, node: AgentNode) -> AgentState:
+        specs = await calls.run(
+            ToolActivities.describe_tools, node.tools, policies.tool(resolved.timeouts), summary=f"describe tools {', '.join(node.tools)}"
         )
         definitions = [
             {"name": name, "description": spec.description, "input_schema": spec.input_schema}
             for name, spec in zip(node.tools, specs, strict=True)
         ]
-        return AgentCarry(
+        return AgentState(
             resolved=resolved,
             tool_definitions=definitions,
             messages=[{"role": "user", "content": node.task}],
@@ -240,7 +238,7 @@ class NodeWorkflow:
         info = workflow.info()
         extra = dict(details or {})
         if self._agent is not None and status == "failed":
-            extra.update(iterations=self._agent.carry.iteration, usage=self._agent.carry.usage.model_dump())
+            extra.update(iterations=self._agent.state.iteration, usage=self._agent.state.usage.model_dump())
         return NodeOutcome(
             graph_id=item.graph_id,
             node_id=item.node_id,

@@ -10,15 +10,23 @@ deterministic and a replay sees the values the run used.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TypedDict
 
 from temporalio.common import RetryPolicy
 
 from activities.errors import NON_RETRYABLE
 from executor.steps import StepTimeouts
 
+class StepOptions(TypedDict, total=False):
+    """The options of one kind of step, as `workflow.execute_activity_method` takes them."""
+
+    start_to_close_timeout: timedelta
+    heartbeat_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
 # Reading graph state: Redis may be restarting; config errors are final at once.
-RESOLVE: dict[str, Any] = dict(
+RESOLVE = StepOptions(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
@@ -31,7 +39,7 @@ RESOLVE: dict[str, Any] = dict(
 
 # The result event must reach the orchestrator: keep trying through a Redis outage. The step is
 # idempotent (emitted-marker), so retries can never double the event.
-EMIT: dict[str, Any] = dict(
+EMIT = StepOptions(
     start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(milliseconds=200),
@@ -42,8 +50,8 @@ EMIT: dict[str, Any] = dict(
 )
 
 
-def _call(seconds: float, heartbeat: float, first_retry: float, attempts: int) -> dict[str, Any]:
-    return dict(
+def _call(seconds: float, heartbeat: float, first_retry: float, attempts: int) -> StepOptions:
+    return StepOptions(
         start_to_close_timeout=timedelta(seconds=seconds),
         heartbeat_timeout=timedelta(seconds=heartbeat),
         retry_policy=RetryPolicy(
@@ -56,13 +64,13 @@ def _call(seconds: float, heartbeat: float, first_retry: float, attempts: int) -
     )
 
 
-def llm(t: StepTimeouts) -> dict[str, Any]:
+def llm(t: StepTimeouts) -> StepOptions:
     """One Messages API call. 429/529/5xx/network are retried with backoff (the activity passes
     the provider's retry-after as the next delay); 4xx rejections are final."""
     return _call(t.llm_seconds, t.heartbeat_seconds, first_retry=1.0, attempts=t.llm_attempts)
 
 
-def tool(t: StepTimeouts) -> dict[str, Any]:
+def tool(t: StepTimeouts) -> StepOptions:
     """One tool call on an MCP server (or the built-in calculator). A crashed server is
     reconnected by the pool and the call retried; a tool's own error result is not an exception."""
     return _call(t.tool_seconds, t.heartbeat_seconds, first_retry=0.5, attempts=t.tool_attempts)
