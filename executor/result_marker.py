@@ -1,10 +1,10 @@
-"""The one-writer rule for result events written outside the workflow (the watchdog's
-`node.failed`, the operator's `rerun`): the same emitted marker as the emit activity.
+"""The one-writer rule for result events: every writer (the workflow's emit activity, the
+watchdog's `node.failed`, the operator's `rerun`) reserves the workflow's emitted marker here.
 
-`write_once` is the emit activity's reservation (activities/emit.py): WATCH the marker and, only
-if it is absent, MULTI: XADD the event + SET the marker. Whoever comes second (the workflow's own
-emit, another ingress replica's watchdog, a retry) finds the marker and writes nothing. It never
-writes the graph state: only a completed node does that, and these writers report failures.
+`write_once`: WATCH the marker and, only if it is absent, MULTI: XADD the event + SET the marker
+(+ what the writer adds: the emit activity writes a completed node's output into the graph state).
+Whoever comes second (the workflow's own emit, another ingress replica's watchdog, a retry) finds
+the marker and writes nothing.
 
 `lease` serialises the two writers that decide from Temporal's state: the watchdog (which reports
 a run only while it is the latest of its workflow id) and `rerun` (which clears the marker, then
@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import redis.asyncio as redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from executor import keys
@@ -43,25 +44,44 @@ class Reservation:
         return self.entry_id is not None
 
 
+# Called after WATCH, while the pipeline still reads at once: it may read the keys it watched, and
+# returns what to queue in the transaction beside the event (or None: nothing more).
+Prepare = Callable[[Pipeline], Awaitable[Callable[[Pipeline], None] | None]]
+
+
 async def write_once(
-    client: redis.Redis, workflow_id: str, stream: str, event: ResultEvent, marker_ttl_seconds: int
+    client: redis.Redis,
+    workflow_id: str,
+    stream: str,
+    event: ResultEvent,
+    marker_ttl_seconds: int,
+    *,
+    watch: Sequence[str] = (),
+    prepare: Prepare | None = None,
 ) -> Reservation:
-    """XADD `event` to `stream` and set the workflow's emitted marker, unless the marker exists."""
+    """XADD `event` to `stream` and set the workflow's emitted marker, unless the marker exists.
+
+    `watch` and `prepare` let a writer change other keys in the same transaction (the emit
+    activity writes the node's output into the graph state): a change to a watched key between the
+    read and the EXEC starts the reservation over."""
     marker = keys.emitted_marker(workflow_id)
     async with client.pipeline(transaction=True) as pipe:
         while True:
             try:
-                await pipe.watch(marker)
+                await pipe.watch(marker, *watch)
                 already = await pipe.get(marker)
                 if already is not None:
                     return Reservation(stream=text(already), entry_id=None)
+                also = await prepare(pipe) if prepare is not None else None
                 pipe.multi()
                 pipe.xadd(stream, {"data": event.model_dump_json()})
                 pipe.set(marker, stream, ex=marker_ttl_seconds)
-                entry_id, _ = await pipe.execute()
+                if also is not None:
+                    also(pipe)
+                entry_id, *_ = await pipe.execute()
                 return Reservation(stream=stream, entry_id=text(entry_id))
             except WatchError:
-                continue  # someone wrote the marker meanwhile: read it again
+                continue  # someone wrote the marker or a watched key meanwhile: read again
 
 
 @asynccontextmanager

@@ -10,9 +10,10 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.emit import EmitActivities
 from activities.llm import LlmActivities, build_client, has_credentials
@@ -37,7 +38,8 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+async def run_worker(settings: Settings, stop: asyncio.Event, interceptors: Sequence[Interceptor] = ()) -> None:
+    """Poll until `stop`. `interceptors` let tests arm fault points (executor/faults.py)."""
     runtime = temporal_client.runtime(settings)
     client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)
@@ -59,6 +61,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         max_concurrent_activities=settings.worker_max_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         identity=f"{settings.worker_id}@{socket.gethostname()}",
+        interceptors=interceptors,
     )
     log.info(
         "worker %s polling %s on %s (namespace %s); MCP servers: %s",

@@ -56,7 +56,7 @@ def assert_exactly_one_each(s: Stack, graphs: list[str], timeout: float = 60) ->
 @pytest.mark.interpreters
 def test_emit_crash_after_write_does_not_double_the_event(fs: Stack) -> None:
     fs.procs.pop("worker").stop()
-    worker = fs.start_service("worker", EXECUTOR_FAULTS="emit.after_write")
+    worker = fs.start_service("faulty-worker", "worker", EXECUTOR_FAULTS="emit_result")
     [g] = submit_many(fs, 1)
     wait_until(lambda: not worker.alive(), timeout=30, message="the worker died at the fault point")
     assert len(fs.events(g, "n1")) == 1  # written before the crash

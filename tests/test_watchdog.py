@@ -169,7 +169,7 @@ def test_no_second_event_when_the_workflow_already_emitted(ws: Stack) -> None:
     """The worker dies right after its emit wrote the event; an operator then terminates the run.
     The watchdog finds the marker and writes nothing."""
     ws.procs.pop("worker").stop()
-    faulty = ws.start_service("worker", "worker-faulty", EXECUTOR_FAULTS="emit.after_write")
+    faulty = ws.start_service("faulty-worker", "worker-faulty", EXECUTOR_FAULTS="emit_result")
     graph, node, wid = ws.submit_agent({"tool_name": "calculate", "tool_params": {"expression": "2+2"}})
     wait_until(lambda: not faulty.alive(), timeout=60, message="the worker died after writing the event")
     ws.procs.pop("worker-faulty")

@@ -109,7 +109,9 @@ class Stack:
         name = name or kind
         ports = self.ports.setdefault(name, {"health": free_port(), "metrics": free_port()})
         env = {"HEALTH_PORT": str(ports["health"]), "METRICS_PORT": str(ports["metrics"]), **env}
-        proc = Proc(name, [sys.executable, "-m", "executor", kind], env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
+        # `faulty-worker`: the worker with fault points armed by EXECUTOR_FAULTS (executor/faults.py)
+        argv = [sys.executable, "-m", "tests.support.faulty_worker"] if kind == "faulty-worker" else [sys.executable, "-m", "executor", kind]
+        proc = Proc(name, argv, env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
         self.procs[name] = proc
         return proc
 
