@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.stack import COMPLETED, FAILED
+from executor import result_stream
 from executor.devstack import Proc
 
 AGENT_ITERATIONS = 3
@@ -63,23 +64,14 @@ class ResultReader:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        last = {}
-        for stream in (COMPLETED, FAILED):
-            newest = await self._redis.xrevrange(stream, count=1)
-            last[stream] = newest[0][0] if newest else b"0-0"
-        self._task = asyncio.create_task(self._read(last))
+        cursor = await result_stream.at_end(self._redis, [COMPLETED, FAILED])
+        self._task = asyncio.create_task(self._read(cursor))
 
-    async def _read(self, last: dict[str, Any]) -> None:
-        while True:
-            replies = await self._redis.xread(last, block=1000, count=500)
-            now = time.perf_counter()
-            for raw_stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    last[raw_stream.decode()] = entry_id
-                    event = json.loads(fields[b"data"])
-                    future = self._waiting.pop(event.get("graph_id"), None)
-                    if future is not None and not future.done():
-                        future.set_result((now, event))
+    async def _read(self, cursor: dict[str, str]) -> None:
+        async for _, event in result_stream.follow(self._redis, cursor, count=500):
+            future = self._waiting.pop(event.get("graph_id"), None)
+            if future is not None and not future.done():
+                future.set_result((time.perf_counter(), event))
 
     def expect(self, graph_id: str) -> asyncio.Future[tuple[float, dict[str, Any]]]:
         future: asyncio.Future[tuple[float, dict[str, Any]]] = asyncio.get_running_loop().create_future()

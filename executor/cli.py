@@ -20,8 +20,8 @@ from temporalio.service import RPCError
 from executor import logs
 from executor.config import Settings
 from executor.contract import ContractError
+from executor.operate import EXIT_FAILED
 
-EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMEOUT = 3
 
@@ -69,26 +69,23 @@ def _ids(item: dict[str, Any]) -> tuple[str, str]:
 
 
 async def submit(settings: Settings, item: dict[str, Any], stream: str, timeout: float) -> int:
-    from executor import redis_client
+    from executor import redis_client, result_stream
 
     redis = redis_client.connect(settings)
     graph_id, node_id = _ids(item)
-    result_streams = list(dict.fromkeys([settings.completed_stream, settings.failed_stream]))
     try:
-        last = {s: (await redis.xrevrange(s, count=1) or [(b"0-0", None)])[0][0] for s in result_streams}
+        cursor = await result_stream.at_end(redis, [settings.completed_stream, settings.failed_stream])
         entry = await redis.xadd(stream, {"data": json.dumps(item)})
         print(f"submitted {stream} {entry.decode()} (graph {graph_id}, node {node_id}); waiting for the result", file=sys.stderr)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (left := deadline - asyncio.get_running_loop().time()) > 0:
-            replies = await redis.xread(last, block=int(min(left, 1.0) * 1000) or 1)
-            for raw_stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    last[raw_stream.decode()] = entry_id
-                    event = json.loads(fields[b"data"])
+        try:
+            async with asyncio.timeout(timeout):
+                async for _, event in result_stream.follow(redis, cursor):
                     if event.get("graph_id") == graph_id and event.get("node_id") == node_id:
                         print(json.dumps(event, indent=2, ensure_ascii=False))
                         failed = event.get("type") == "node.failed" or "error" in (event.get("data") or {})
                         return EXIT_FAILED if failed else 0
+        except TimeoutError:
+            pass
         print(f"no result event within {timeout:.0f}s", file=sys.stderr)
         return EXIT_TIMEOUT
     finally:

@@ -22,13 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-SEARCH_ATTRIBUTES = {
-    "DagoGraphId": "Keyword",
-    "DagoNodeId": "Keyword",
-    "DagoMode": "Keyword",
-    "DagoModel": "Keyword",
-    "DagoOutcome": "Keyword",
-}
+from executor import search_attributes
+
+# The namespace's search attributes the workflows set (executor/search_attributes.py), registered at start.
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in search_attributes.ALL}
 
 
 def temporal_binary() -> str:

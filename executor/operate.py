@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from executor import history, keys, redis_client, result_marker, temporal_client
+from executor import history, keys, redis_client, result_marker, result_stream, temporal_client
 from executor.claim_check import ClaimCheckMissing
 from executor.redis_client import text
 from executor.config import Settings
@@ -140,17 +140,15 @@ def _summary(event: dict) -> str:
 async def tail(settings: Settings, from_start: bool, count: int | None, as_json: bool) -> int:
     """Follow result events as they are written."""
     redis = redis_client.connect(settings)
-    streams = list(dict.fromkeys([settings.completed_stream, settings.failed_stream]))
-    cursor = {s: "0-0" if from_start else "$" for s in streams}
+    streams = [settings.completed_stream, settings.failed_stream]
+    cursor = result_stream.at_start(streams) if from_start else await result_stream.at_end(redis, streams)
     seen = 0
     try:
-        while count is None or seen < count:
-            for raw_stream, entries in await redis.xread(cursor, block=1000) or []:
-                for entry_id, fields in entries:
-                    cursor[text(raw_stream)] = text(entry_id)
-                    event = json.loads(fields[b"data"])
-                    print(json.dumps(event, ensure_ascii=False) if as_json else _summary(event), flush=True)
-                    seen += 1
+        async for _, event in result_stream.follow(redis, cursor):
+            print(json.dumps(event, ensure_ascii=False) if as_json else _summary(event), flush=True)
+            seen += 1
+            if count is not None and seen >= count:
+                break
     finally:
         await redis.aclose()
     return 0
