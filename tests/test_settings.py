@@ -1,0 +1,29 @@
+"""Settings from the environment, and the configuration reference that documents each."""
+
+from __future__ import annotations
+
+import pytest
+
+from executor.config import Settings
+from executor.contract import (
+    ContractError,
+)
+
+
+def test_settings_from_environment_with_readable_errors() -> None:
+    s = Settings.from_env(
+        {"WORK_STREAMS": "a, b", "REPORT_FAILURES_ON_COMPLETED": "true", "LOG_LEVEL": "WARN", "LLM_API_KEY": "k"}
+    )
+    assert s.work_streams == ["a", "b"] and s.report_failures_on_completed and s.log_level == "warn"
+    assert "k" not in repr(s.llm_api_key)
+    assert s.result_stream("failed") == s.completed_stream
+    with pytest.raises(ContractError, match="configuration: max_iterations"):
+        Settings.from_env({"MAX_ITERATIONS": "0"})
+
+
+def test_configuration_reference_documents_every_setting() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in doc]
+    assert not missing, f"undocumented settings: {missing}"
