@@ -12,7 +12,7 @@ from temporalio import activity
 from activities.errors import NODE_CONFIG, fail
 from executor import keys
 from executor.config import Settings
-from executor.contract import AgentNode, ContractError, LlmNode, ToolNode, WorkItem, parse_node_config
+from executor.contract import MAX_NESTING, AgentNode, ContractError, LlmNode, ToolNode, WorkItem, nested_deeper_than, parse_node_config
 from executor.steps import ResolvedNode, StepTimeouts
 from executor.templates import Renderer, Variables
 
@@ -34,7 +34,10 @@ def _node_entry(state: dict[str, Any], node_id: str) -> dict[str, Any] | None:
 
 def render(node: ToolNode | LlmNode | AgentNode, renderer: Renderer) -> ToolNode | LlmNode | AgentNode:
     if isinstance(node, ToolNode):
-        node = node.model_copy(update={"tool_params": renderer.value(node.tool_params)})
+        params = renderer.value(node.tool_params)
+        if nested_deeper_than(params, MAX_NESTING):  # a typed `{{name}}` may bring in a deep value
+            raise ContractError(f"node config: tool_params nested more than {MAX_NESTING} levels deep once rendered")
+        node = node.model_copy(update={"tool_params": params})
     elif isinstance(node, LlmNode):
         llm = node.llm_config.model_copy(update={"prompt": renderer.text(node.prompt)})
         node = node.model_copy(update={"llm_config": llm})
@@ -61,6 +64,8 @@ class ResolveActivities:
             state = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise fail(NODE_CONFIG, f"graph state {key} is not JSON: {exc}") from None
+        except RecursionError:  # deeper than the JSON parser goes
+            raise fail(NODE_CONFIG, f"graph state {key} is nested too deeply to read") from None
         if not isinstance(state, dict):
             raise fail(NODE_CONFIG, f"graph state {key} is not a JSON object")
         return state
@@ -81,7 +86,8 @@ class ResolveActivities:
         node_states = {**(state.get("node_states") or {}), **item.node_states}
         try:
             node = parse_node_config(config, type_hint)
-            node = render(node, Renderer(Variables(inputs, node_states), self._settings.template_missing))
+            renderer = Renderer(Variables(inputs, node_states), self._settings.template_missing, self._settings.max_rendered_bytes)
+            node = render(node, renderer)
         except ContractError as exc:
             raise fail(NODE_CONFIG, str(exc)) from None
         model = None

@@ -85,7 +85,9 @@ class Settings(BaseModel):
     report_failures_on_completed: bool = False
     local_steps: bool = False  # resolve and emit as local activities (faster; fewer steps in the UI)
     template_missing: Literal["fail", "keep"] = "fail"
+    max_rendered_bytes: int = Field(default=1_048_576, ge=1024)  # a node's rendered templates, in total
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)
+    ingress_group_start: Literal["0", "$"] = "0"  # where a new consumer group starts on an existing stream
     ingress_batch: int = Field(default=32, ge=1, le=1000)
     ingress_block_ms: int = Field(default=2000, ge=10)
     reclaim_idle_ms: int = Field(default=60_000, ge=100)  # a consumer silent this long is presumed dead

@@ -20,15 +20,61 @@ MODES: tuple[Mode, ...] = ("agent", "llm", "tool")
 DEFAULT_TASK = "Complete the assigned task."
 DEFAULT_SYSTEM = "You are a helpful AI assistant with access to tools."
 
+# Deeper documents cannot cross Temporal: pydantic's JSON parser stops at 200 levels (a worker
+# could not even decode its workflow's input), and the payloads wrap the config in a few more.
+MAX_NESTING = 100
+# A model name travels into search attributes and UI summaries, which Temporal bounds (a search
+# attribute value too long fails the workflow task on every attempt: the node would hang).
+MAX_MODEL_CHARS = 256
+MAX_SUMMARY_CHARS = 400  # one line in the Temporal UI
+
 
 def node_summary(graph_id: str, node_id: str, mode: str | None = None, model: str | None = None) -> str:
-    """How a node reads in the Temporal UI and the logs: `graph g · node n · mode agent · model m`."""
+    """How a node reads in the Temporal UI and the logs: `graph g · node n · mode agent · model m`,
+    cut to `MAX_SUMMARY_CHARS` whatever the work item carries."""
     parts = [f"graph {graph_id}", f"node {node_id}"]
     if mode:
         parts.append(f"mode {mode}")
     if model and mode != "tool":
         parts.append(f"model {model}")
-    return " · ".join(parts)
+    summary = " · ".join(parts)
+    return summary if len(summary) <= MAX_SUMMARY_CHARS else summary[: MAX_SUMMARY_CHARS - 1] + "…"
+
+
+def escape_id(value: str) -> str:
+    """A graph or node id inside a workflow id: `%` and `:` (the separator) %-escaped, so that
+    `a:b`/`c` and `a`/`b:c` get different workflow ids. Ids without them are unchanged."""
+    return value.replace("%", "%25").replace(":", "%3A")
+
+
+def unescape_id(value: str) -> str:
+    """The inverse of `escape_id` (for the ids logs read back from a workflow id)."""
+    return value.replace("%3A", ":").replace("%25", "%")
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether a JSON value has more than `limit` levels of objects and arrays (iterative: a deep
+    value must not exhaust the interpreter's stack while being measured)."""
+    if not isinstance(value, (dict, list)):
+        return False
+    pending = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        children = current.values() if isinstance(current, dict) else current
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _is_text(value: str) -> bool:
+    """False for strings holding lone surrogates (JSON's `\\ud800` escape parses into one): no
+    Redis key, Temporal id or JSON document can carry them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class ContractError(ValueError):
@@ -54,7 +100,7 @@ class LlmConfig(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    model: str | None = Field(default=None, min_length=1)
+    model: str | None = Field(default=None, min_length=1, max_length=MAX_MODEL_CHARS)
     prompt: str | None = None
     system: str | None = None
     temperature: float = Field(default=0.7, ge=0.0, le=1.0)
@@ -125,6 +171,8 @@ def parse_node_config(raw: Any, type_hint: str | None = None) -> ToolNode | LlmN
     """Validate a node config and pick its mode; raise `ContractError` with a readable message."""
     if not isinstance(raw, dict):
         raise ContractError(f"node config: expected a JSON object, got {type(raw).__name__}")
+    if nested_deeper_than(raw, MAX_NESTING):
+        raise ContractError(f"node config: nested more than {MAX_NESTING} levels deep")
     mode = detect_mode(raw, type_hint)
     fields = dict(raw)
     fields.pop("type", None)
@@ -186,7 +234,7 @@ class WorkItem(BaseModel):
     def workflow_id(self) -> str:
         """Deterministic per work item, so a redelivery maps to the same workflow."""
         key = self.event_id or f"{self.stream}@{self.entry_id}"
-        return f"node:{self.graph_id}:{self.node_id}:{key}"
+        return f"node:{escape_id(self.graph_id)}:{escape_id(self.node_id)}:{key}"
 
 
 class _ExecutorEnvelope(BaseModel):
@@ -235,32 +283,44 @@ def _recover_ids(doc: Any) -> tuple[str | None, str | None]:
     data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
     graph = doc.get("graph_id") or data.get("graph_id") or doc.get("execution_id")
     node = doc.get("node_id") or data.get("node_id")
-    ok = lambda v: v if isinstance(v, str) and v else None  # noqa: E731
+    ok = lambda v: v if isinstance(v, str) and v and _is_text(v) else None  # noqa: E731
     return ok(graph), ok(node)
+
+
+def entry_size(fields: dict[bytes | str, bytes | str]) -> int:
+    """Bytes of a stream entry's values, all of them: an entry carries `data` only, by the
+    contract, but nothing stops a producer from adding a 10 MB field beside it."""
+    return sum(len(value) for value in fields.values())
 
 
 def parse_work_entry(
     fields: dict[bytes | str, bytes | str], *, stream: str, entry_id: str, max_bytes: int
 ) -> WorkItem:
     """Turn one stream entry (its single `data` field) into a `WorkItem` or raise MalformedEntry."""
-    decoded = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
+    size = entry_size(fields)
+    if size > max_bytes:
+        raise MalformedEntry(f"entry too large: {size} bytes (limit {max_bytes})")
+    # Field names are bytes from a producer: only `data` matters, the others are named readably.
+    decoded = {(k.decode(errors="backslashreplace") if isinstance(k, bytes) else k): v for k, v in fields.items()}
     if "data" not in decoded:
         names = ", ".join(sorted(decoded)) or "none"
         raise MalformedEntry(f"entry has no 'data' field (fields: {names})")
     raw = decoded["data"]
-    size = len(raw)
-    if size > max_bytes:
-        raise MalformedEntry(f"entry too large: {size} bytes (limit {max_bytes})")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise MalformedEntry(f"data is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+    too_deep = f"data is nested more than {MAX_NESTING} levels deep"
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise MalformedEntry(f"data is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:  # deeper than the parser goes (about 1000 levels): no ids to recover
+        raise MalformedEntry(too_deep) from None
     if not isinstance(doc, dict):
         raise MalformedEntry(f"data must be a JSON object, got {type(doc).__name__}")
+    if nested_deeper_than(doc, MAX_NESTING):
+        raise MalformedEntry(too_deep, *_recover_ids(doc))
     graph_id, node_id = _recover_ids(doc)
     try:
         if isinstance(doc.get("data"), dict) and "config" not in doc:

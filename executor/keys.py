@@ -11,12 +11,6 @@ def emitted_marker(workflow_id: str) -> str:
     return f"executor:emitted:{workflow_id}"
 
 
-def dead_lettered_entry(stream: str, entry_id: str) -> str:
-    """The emitted marker of an entry that never became a work item (no workflow id): two ingress
-    replicas dead-lettering the same entry report it once."""
-    return f"executor:emitted:entry:{stream}@{entry_id}"
-
-
 def claim_checked_payload(sha256: str) -> str:
     """A payload too large for Temporal's history (claim check), by content hash."""
     return f"executor:payload:{sha256}"

@@ -4,6 +4,10 @@ Prompts get every occurrence replaced (non-strings as JSON). In tool parameters 
 exactly `"{{name}}"` becomes the typed value; other strings are interpolated like prompts, and
 objects and lists are walked recursively. Unknown names fail the node by default; `keep` restores
 the Go worker's behaviour of leaving them in place.
+
+What a node renders is capped (`MAX_RENDERED_BYTES`, counted in UTF-8 over all its fields), and
+the cap is checked at each substitution, not on the result: a 120 KB prompt repeating a 5 KB
+variable would otherwise be built as 80 MB before anything could refuse it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from executor.contract import ContractError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _MISSING = object()
+
+
+class RenderTooLarge(ContractError):
+    def __init__(self, limit: int):
+        self.limit = limit
+        super().__init__(f"templates render to more than {limit} bytes (MAX_RENDERED_BYTES)")
 
 
 class TemplateError(ContractError):
@@ -46,19 +56,46 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 class Renderer:
-    def __init__(self, variables: Variables, on_missing: Literal["fail", "keep"] = "fail"):
+    """Renders one node's templates; `max_bytes` bounds everything it renders, in total."""
+
+    def __init__(self, variables: Variables, on_missing: Literal["fail", "keep"] = "fail", max_bytes: int | None = None):
         self._vars = variables
         self._on_missing = on_missing
+        self._max_bytes = max_bytes
+        self.rendered_bytes = 0
+        self._texts: dict[str, tuple[str, int]] = {}  # name -> (text, UTF-8 bytes): each rendered once
         self.missing: set[str] = set()
 
+    def _count(self, size: int) -> None:
+        self.rendered_bytes += size
+        if self._max_bytes is not None and self.rendered_bytes > self._max_bytes:
+            raise RenderTooLarge(self._max_bytes)
+
+    def _as_text(self, name: str, value: Any) -> tuple[str, int]:
+        if name not in self._texts:
+            try:
+                text = _as_text(value)
+            except RecursionError:  # a value from the graph state, deeper than JSON goes
+                raise ContractError(f"template variable {name} is nested too deeply") from None
+            self._texts[name] = (text, _utf8_len(text))
+        return self._texts[name]
+
     def text(self, template: str) -> str:
+        self._count(_utf8_len(template))  # the literal text; each placeholder is swapped below
+
         def substitute(match: re.Match[str]) -> str:
             value = self._vars.get(match.group(1))
             if value is _MISSING:
                 self.missing.add(match.group(1))
                 return match.group(0)
-            return _as_text(value)
+            text, size = self._as_text(match.group(1), value)
+            self._count(size - _utf8_len(match.group(0)))
+            return text
 
         return PLACEHOLDER.sub(substitute, template)
 
@@ -70,6 +107,7 @@ class Renderer:
                 if found is _MISSING:
                     self.missing.add(whole.group(1))
                     return value
+                self._count(self._as_text(whole.group(1), found)[1])  # as large as its JSON
                 return found
             return self.text(value)
         if isinstance(value, dict):
