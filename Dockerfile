@@ -4,10 +4,13 @@ FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY executor ./executor
-COPY workflows ./workflows
+COPY core ./core
+COPY adapters ./adapters
 COPY activities ./activities
+COPY workflows ./workflows
 COPY ingress ./ingress
+COPY doubles ./doubles
+COPY executor ./executor
 RUN pip install . && useradd --create-home --uid 10001 executor
 USER executor
 

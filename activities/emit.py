@@ -1,6 +1,6 @@
 """Emit: the node's one result event, exactly once, and the Go worker's state write-back.
 
-One Redis transaction (executor/result_marker.py, shared with every other writer of result
+One Redis transaction (adapters/result_marker.py, shared with every other writer of result
 events) checks the workflow's emitted-marker, XADDs the event, sets the marker and, on success,
 writes the node's output into the graph state keeping its TTL. A retry after a crash finds the
 marker and returns the first event's stream instead of writing again.
@@ -19,11 +19,12 @@ import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 from temporalio import activity
 
-from executor import keys, result_marker
-from executor.metrics import Metrics
-from executor.config import Settings
-from executor.contract import NodeOutcome, ResultEvent
-from executor.steps import EmitReceipt
+from core import keys
+from adapters import result_marker
+from adapters.metrics import Metrics
+from adapters.settings import Settings
+from core.result_event import NodeOutcome, ResultEvent
+from core.step_io import EmitReceipt
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ import httpx2
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import LLM_BAD_RESPONSE, LLM_REJECTED, LLM_UNAVAILABLE, fail
+from core.failures import LLM_BAD_RESPONSE, LLM_REJECTED, LLM_UNAVAILABLE, fail
 from activities.heartbeat import heartbeating
-from executor.config import Settings
-from executor.metrics import Metrics
-from executor.steps import LlmReply, LlmRequest, Usage
+from adapters.settings import Settings
+from adapters.metrics import Metrics
+from core.step_io import LlmReply, LlmRequest, Usage
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types import CallToolResult, Tool
 
-from activities.mcp_servers import McpServer
+from adapters.mcp_config import McpServer
 from activities.mcp_stderr import StdioTransport
 
 log = logging.getLogger(__name__)

@@ -9,12 +9,14 @@ from typing import Any
 import redis.asyncio as redis
 from temporalio import activity
 
-from activities.errors import NODE_CONFIG, fail
-from executor import keys
-from executor.config import Settings
-from executor.contract import MAX_NESTING, AgentNode, ContractError, LlmNode, ToolNode, WorkItem, nested_deeper_than, parse_node_config
-from executor.steps import ResolvedNode, StepTimeouts
-from executor.templates import Renderer, Variables
+from core.failures import NODE_CONFIG, fail
+from core import keys
+from adapters.settings import Settings
+from core.node_config import MAX_NESTING, AgentNode, LlmNode, ToolNode, nested_deeper_than, parse_node_config
+from core.errors import ContractError
+from core.work_item import WorkItem
+from core.step_io import ResolvedNode, StepTimeouts
+from core.templates import Renderer, Variables
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import calculate as calc
-from activities.errors import TOOL_ARGUMENTS, TOOL_UNAVAILABLE, UNKNOWN_TOOL, fail
+from core.failures import TOOL_ARGUMENTS, TOOL_UNAVAILABLE, UNKNOWN_TOOL, fail
 from activities.heartbeat import heartbeating
 from activities.mcp_pool import McpPool, ServerUnavailable
-from executor.metrics import Metrics
-from executor.steps import ToolCall, ToolResult, ToolSpec
+from adapters.metrics import Metrics
+from core.step_io import ToolCall, ToolResult, ToolSpec
 
 log = logging.getLogger(__name__)
 

@@ -62,8 +62,8 @@ ACTIVITIES = [bare_resolve, bare_call, bare_emit]
 
 
 async def connect(address: str) -> Client:
-    from executor.config import Settings
-    from executor.temporal_client import connect as connect_client
+    from adapters.settings import Settings
+    from adapters.temporal_client import connect as connect_client
 
     return await connect_client(Settings(temporal_address=address))
 

@@ -23,14 +23,16 @@ from typing import Any
 from activities.emit import EmitActivities
 from activities.llm import LlmActivities, build_client
 from activities.mcp_pool import McpPool
-from activities.mcp_servers import configured_servers
+from adapters.mcp_config import configured_servers
 from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
 from bench.workloads import envelope
-from executor import redis_client
-from executor.config import Settings
-from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, parse_work_entry
-from executor.steps import LlmRequest, ToolCall, Usage
+from adapters import redis_client
+from adapters.settings import Settings
+from core.node_config import AgentNode, LlmNode, ToolNode
+from core.result_event import NodeOutcome
+from core.work_item import parse_work_entry
+from core.step_io import LlmRequest, ToolCall, Usage
 
 _entries = itertools.count(1)
 

@@ -1,7 +1,7 @@
 """The benchmark's Messages-API server, in its own process (`python -m bench.llm_server`).
 
 A small asyncio server (one coroutine per connection, one write per response), speaking the
-scripted LLM's language (its reply helpers come from executor/scripted_llm.py): `echo*` models
+scripted LLM's language (its reply helpers come from doubles/scripted_llm.py): `echo*` models
 echo the prompt at once; `bench-agent-k<K>*` models answer with a `calculate` tool_use for the
 first K-1 turns of a transcript and with text on turn K (an agent node of K iterations);
 `bench-hold*` models are held until `POST /release` (or `--hold` seconds), then answered with
@@ -26,7 +26,7 @@ import signal
 import sys
 from typing import Any
 
-from executor.scripted_llm import Step, last_user_text, message, text, tool_use
+from doubles.scripted_llm import Step, last_user_text, message, text, tool_use
 
 AGENT_MODEL = re.compile(r"^bench-agent-k(\d+)")
 

@@ -1,6 +1,6 @@
 """The benchmark run: services up, phases in order, table and JSON out, everything stopped.
 
-On the dev server as `make run` and the tests start it (executor.devstack.start_temporal, which
+On the dev server as `make run` and the tests start it (executor.local_services.start_temporal, which
 passes `history.transferProcessorMaxPollRPS=1000`):
   1 bare         BareNode started by a client, its worker in its own process
   2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
@@ -218,7 +218,7 @@ async def ours_services_phase(
 
 
 async def direct_phase(stack: BenchStack, plan: Plan) -> dict[str, dict[str, Any]]:
-    from executor.config import Settings
+    from adapters.settings import Settings
 
     settings = Settings(
         redis_addr=f"127.0.0.1:{stack.redis_port}", llm_base_url=stack.llm_url, llm_api_key=API_KEY, llm_model="echo-default",

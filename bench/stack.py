@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from executor.devstack import SEARCH_ATTRIBUTES, Proc, free_port, start_redis, start_temporal, temporal_binary, wait_for_port
+from executor.local_services import (
+    SEARCH_ATTRIBUTES,
+    Proc,
+    free_port,
+    start_redis,
+    start_temporal,
+    temporal_binary,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETED = "dago:events:node.completed"
@@ -85,7 +93,7 @@ class BenchStack:
 
     def start_stock_temporal(self, name: str, dynamic_config: dict[str, str] | None = None) -> tuple[Proc, str]:
         """A stock `temporal server start-dev` (in memory, our search attributes), without the
-        `--dynamic-config-value` that `executor.devstack.start_temporal` always adds: the dev server
+        `--dynamic-config-value` that `executor.local_services.start_temporal` always adds: the dev server
         as it was before, for reference. Extra `dynamic_config` values are passed as given."""
         port = free_port()
         argv = [

@@ -18,8 +18,8 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench.stack import COMPLETED, FAILED
-from executor import result_stream
-from executor.devstack import Proc
+from adapters import result_stream
+from executor.local_services import Proc
 
 AGENT_ITERATIONS = 3
 

@@ -17,9 +17,9 @@ from typing import Any
 from redis.exceptions import RedisError
 from temporalio.service import RPCError
 
-from executor import logs
-from executor.config import Settings
-from executor.contract import ContractError
+from adapters import logs
+from adapters.settings import Settings
+from core.errors import ContractError
 from executor.operate import EXIT_FAILED
 
 EXIT_USAGE = 2
@@ -37,7 +37,7 @@ def _run_service(kind: str, settings: Settings) -> int:
 
             await run_worker(settings, stop)
         else:
-            from ingress.service import run_ingress
+            from executor.ingress_service import run_ingress
 
             await run_ingress(settings, stop)
 
@@ -69,7 +69,8 @@ def _ids(item: dict[str, Any]) -> tuple[str, str]:
 
 
 async def submit(settings: Settings, item: dict[str, Any], stream: str, timeout: float) -> int:
-    from executor import redis_client, result_stream
+    from adapters import redis_client
+    from adapters import result_stream
 
     redis = redis_client.connect(settings)
     graph_id, node_id = _ids(item)

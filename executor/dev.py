@@ -5,7 +5,7 @@ data folder, N workers and the ingress as child processes with prefixed logs. St
 restart of the command. Without `LLM_API_KEY`, LLM calls go to the offline scripted server.
 
 The children die with it, however it dies: Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop them
-in order; SIGKILL reaches them through the kernel (executor/devstack.py). A second `dev` on the
+in order; SIGKILL reaches them through the kernel (executor/local_services.py). A second `dev` on the
 same ports says which ports and processes are in the way, before starting anything.
 """
 
@@ -18,9 +18,9 @@ import sys
 import threading
 from pathlib import Path
 
-from executor.config import Settings
-from executor.devstack import Proc, listeners, start_redis, start_temporal
-from executor.scripted_llm import ScriptedLLM
+from adapters.settings import Settings
+from executor.local_services import Proc, listeners, start_redis, start_temporal
+from doubles.scripted_llm import ScriptedLLM
 
 
 EXIT_BUSY = 1

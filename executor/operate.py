@@ -11,12 +11,15 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from executor import history, keys, redis_client, result_marker, result_stream, temporal_client
-from executor.claim_check import ClaimCheckMissing
-from executor.redis_client import text
-from executor.config import Settings
-from executor.contract import NodeOutcome
-from executor.steps import ApprovalDecision, NodeInput
+from adapters import history, redis_client, result_marker, result_stream, temporal_client
+from adapters.claim_check import ClaimCheckMissing
+from adapters.redis_client import as_str
+from adapters.settings import Settings
+from core import keys
+from core.errors import ContractError
+from core.result_event import NodeOutcome
+from core.step_io import ApprovalDecision, NodeInput
+from core.work_item import parse_work_entry
 
 EXIT_FAILED = 1
 STATUS_TIMEOUT = 5.0  # seconds status waits for a service before calling it unreachable
@@ -95,7 +98,7 @@ async def status(settings: Settings, as_json: bool = False) -> int:
                 info: dict[str, object] = {"length": await redis.xlen(stream)}
                 try:
                     for group in await redis.xinfo_groups(stream):
-                        if text(group["name"]) == settings.consumer_group:
+                        if as_str(group["name"]) == settings.consumer_group:
                             info.update(pending=group["pending"], lag=group.get("lag"), consumers=group["consumers"])
                 except ResponseError:
                     info["group"] = "missing"
@@ -197,26 +200,42 @@ async def dead_letters(settings: Settings, requeue: list[str], requeue_all: bool
         entries = await redis.xrange(settings.dead_letter_stream)
         if not requeue and not requeue_all:
             for entry_id, fields in entries:
-                f = {text(k): text(v, errors="replace") for k, v in fields.items()}
-                print(f"{text(entry_id)}  {f.get('stream')} {f.get('entry_id')}  {f.get('reason')}")
+                f = {as_str(k): as_str(v, errors="replace") for k, v in fields.items()}
+                print(f"{as_str(entry_id)}  {f.get('stream')} {f.get('entry_id')}  {f.get('reason')}")
             if not entries:
                 print("no dead letters")
             return 0
-        chosen = [(eid, f) for eid, f in entries if requeue_all or text(eid) in requeue]
-        missing = set(requeue) - {text(eid) for eid, _ in chosen}
+        chosen = [(eid, f) for eid, f in entries if requeue_all or as_str(eid) in requeue]
+        missing = set(requeue) - {as_str(eid) for eid, _ in chosen}
         if missing:
             print(f"error: no dead letter {', '.join(sorted(missing))}")
             return EXIT_FAILED
         for entry_id, fields in chosen:
-            stream = text(fields[b"stream"])
+            stream = as_str(fields[b"stream"])
+            data = fields.get(b"data", b"")
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.xadd(stream, {"data": fields.get(b"data", b"")})
+                pipe.xadd(stream, {"data": data})
                 pipe.xdel(settings.dead_letter_stream, entry_id)
-                new_id, _ = await pipe.execute()
-            print(f"requeued {text(entry_id)} to {stream} as {text(new_id)}")
+                # Its `node.failed` reserved the work item's emitted marker: a requeue is the
+                # operator's word that the node runs again and reports again.
+                marker = _marker_of(data, stream, settings)
+                if marker is not None:
+                    pipe.delete(marker)
+                new_id, *_ = await pipe.execute()
+            print(f"requeued {as_str(entry_id)} to {stream} as {as_str(new_id)}")
         return 0
     finally:
         await redis.aclose()
+
+
+def _marker_of(data: bytes, stream: str, settings: Settings) -> str | None:
+    """The emitted marker of the work item in a dead letter, when its workflow id outlives the
+    requeue (an envelope `id`); None when the entry does not parse or gets a new id."""
+    try:
+        item = parse_work_entry({b"data": data}, stream=stream, entry_id="0-0", max_bytes=settings.max_entry_bytes)
+    except ContractError:
+        return None
+    return keys.emitted_marker(item.workflow_id) if item.event_id else None
 
 
 # -- rerun --------------------------------------------------------------------------------------
@@ -283,7 +302,7 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
     finally:
         if started is None and cleared is not None:  # not started: the old run's marker stands again
             await redis.set(marker, cleared, px=ttl_ms if ttl_ms > 0 else settings.emitted_marker_ttl_seconds * 1000)
-    was = f"emitted marker cleared (it named {text(cleared)})" if cleared is not None else "no emitted marker to clear"
+    was = f"emitted marker cleared (it named {as_str(cleared)})" if cleared is not None else "no emitted marker to clear"
     print(f"re-running {workflow_id}: run {described.run_id} ended {status.name}; {was}; new run {started.result_run_id}")
     return 0
 

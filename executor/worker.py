@@ -18,13 +18,13 @@ from temporalio.worker import Interceptor, Worker
 from activities.emit import EmitActivities
 from activities.llm import LlmActivities, build_client, has_credentials
 from activities.mcp_pool import McpPool
-from activities.mcp_servers import configured_servers
+from adapters.mcp_config import configured_servers
 from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
-from executor import redis_client, search_attributes, temporal_client, tracing
-from executor.config import Settings
-from executor.health import HealthServer
-from executor.metrics import Metrics
+from adapters import redis_client, search_attributes, temporal_client, tracing
+from adapters.settings import Settings
+from adapters.health import HealthServer
+from adapters.metrics import Metrics
 from workflows.node import NodeWorkflow
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, interceptors: Sequence[Interceptor] = ()) -> None:
-    """Poll until `stop`. `interceptors` let tests arm fault points (executor/faults.py)."""
+    """Poll until `stop`. `interceptors` let tests arm fault points (doubles/faults.py)."""
     runtime = temporal_client.runtime(settings)
     client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)

@@ -11,7 +11,7 @@ its ids are known, and acked, in one transaction. On restart the ingress would o
 own pending entry first and die again.
 
 Exactly one result per work item: the dead-letter path reserves the workflow's emitted marker
-through the same reservation as the emit activity (executor/result_marker.py), so whichever
+through the same reservation as the emit activity (adapters/result_marker.py), so whichever
 reports first wins and the other writes nothing.
 
 Delivery counts decide when an entry is poison (`MAX_DELIVERIES`), so only real deliveries count:
@@ -37,21 +37,15 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from executor import result_marker
-from executor.config import Settings
-from executor.redis_client import text
-from executor.metrics import Metrics
-from executor.contract import (
-    ContractError,
-    MalformedEntry,
-    ResultEvent,
-    WorkItem,
-    detect_mode,
-    entry_size,
-    node_summary,
-    parse_work_entry,
-)
-from executor.steps import NodeInput
+from adapters import result_marker
+from adapters.settings import Settings
+from adapters.redis_client import as_str
+from adapters.metrics import Metrics
+from core.errors import ContractError
+from core.work_item import MalformedEntry, WorkItem, entry_size, parse_work_entry
+from core.result_event import ResultEvent
+from core.node_config import detect_mode, node_summary
+from core.step_io import NodeInput
 from workflows.node import NodeWorkflow
 
 log = logging.getLogger(__name__)
@@ -116,7 +110,7 @@ def dead_letter_record(
     record: dict[str, bytes | str] = {}
     for name, value in fields.items():
         raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "backslashreplace")
-        readable_name = _printable(text(name, errors="backslashreplace"), MAX_FIELD_NAME_CHARS)
+        readable_name = _printable(as_str(name, errors="backslashreplace"), MAX_FIELD_NAME_CHARS)
         record[readable_name] = raw[:TRUNCATED_FIELD_BYTES] if oversized else raw
     record.update(
         stream=entry.stream,
@@ -245,7 +239,7 @@ class Ingress:
             count=self._settings.ingress_batch,
             block=self._settings.ingress_block_ms,
         )
-        return [_Entry(text(raw_stream), text(eid), fields) for raw_stream, entries in replies or [] for eid, fields in entries]
+        return [_Entry(as_str(raw_stream), as_str(eid), fields) for raw_stream, entries in replies or [] for eid, fields in entries]
 
     async def count_restart(self) -> None:
         """A process start is one more delivery of each entry it inherits pending from its previous
@@ -264,7 +258,7 @@ class Ingress:
                             retrycount=int(row["times_delivered"]) + 1, justid=True,
                         )
                     await pipe.execute()
-                last = text(rows[-1]["message_id"])
+                last = as_str(rows[-1]["message_id"])
                 after = f"({last}"
                 log.info("%d pending entries of %s inherited from a previous run: one more delivery each", len(rows), stream)
 
@@ -285,7 +279,7 @@ class Ingress:
                 found = await pipe.execute()
             for row, entries in zip(rows, found):
                 fields = entries[0][1] if entries else None  # None: trimmed from the stream meanwhile
-                batch.append(_Entry(stream, text(row["message_id"]), fields, int(row["times_delivered"])))
+                batch.append(_Entry(stream, as_str(row["message_id"]), fields, int(row["times_delivered"])))
         return batch
 
     async def reclaim(self) -> list[_Entry]:
@@ -296,12 +290,12 @@ class Ingress:
             reply = await self._redis.xautoclaim(
                 stream, self._group, self._consumer, self._settings.reclaim_idle_ms, cursor, count=self._settings.ingress_batch
             )
-            self._reclaim_cursor[stream] = text(reply[0])
+            self._reclaim_cursor[stream] = as_str(reply[0])
             entries = reply[1]
             if entries:
                 log.info("reclaimed %d idle entries of %s", len(entries), stream)
-                counts = await self._deliveries(stream, [text(e) for e, _ in entries])
-                batch += [_Entry(stream, text(eid), fields, counts.get(text(eid), 1)) for eid, fields in entries]
+                counts = await self._deliveries(stream, [as_str(e) for e, _ in entries])
+                batch += [_Entry(stream, as_str(eid), fields, counts.get(as_str(eid), 1)) for eid, fields in entries]
         return batch
 
     async def _deliveries(self, stream: str, ids: list[str]) -> dict[str, int]:
@@ -310,13 +304,13 @@ class Ingress:
         rows = await self._redis.xpending_range(
             stream, self._group, min=min(ids, key=_id_key), max=max(ids, key=_id_key), count=len(ids), consumername=self._consumer
         )
-        return {text(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {as_str(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def measure_streams(self) -> None:
         """Lag (not yet delivered) and pending (delivered, not acked) per stream, as gauges."""
         for stream in self._settings.work_streams:
             for group in await self._redis.xinfo_groups(stream):
-                if text(group["name"]) == self._group:
+                if as_str(group["name"]) == self._group:
                     labels = {"stream": stream}
                     self._metrics.stream_pending.set(int(group.get("pending") or 0), labels)
                     if group.get("lag") is not None:  # Redis 7+
@@ -431,7 +425,7 @@ class Ingress:
         """Dead-letter the entry, report `node.failed` (ids permitting) and XACK, in one transaction.
 
         The `node.failed` is a result event like the workflow's own, so it goes through the same
-        reservation (executor/result_marker.py): the work item's emitted marker, checked and set in
+        reservation (adapters/result_marker.py): the work item's emitted marker, checked and set in
         that transaction. When it is already set, the work item was reported (its workflow
         emitted, or another replica dead-lettered it) and the entry is only acked. An entry that
         never became a work item has no workflow id: its stream entry names its marker instead."""

@@ -22,7 +22,7 @@ through), for the NodeWorkflows of our task queue:
    failure of a streak is recorded, the later attempts are not). Failing for `STUCK_AFTER`: the
    node is reported with that reason, then the run is terminated, so `rerun` can start it again.
 
-Reports are written with the emit activity's reservation (executor/result_marker.py), under a
+Reports are written with the emit activity's reservation (adapters/result_marker.py), under a
 lease shared with `rerun`. A run that keeps failing because of an outage (Redis down, so no
 claim-checked payload can be read) also looks stuck: `STUCK_AFTER` must be longer than the
 outages the executor should ride out.
@@ -45,11 +45,12 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from executor import history, keys, result_marker
-from executor import search_attributes as sa
-from executor.claim_check import ClaimCheckMissing
-from executor.config import Settings
-from executor.contract import ResultEvent
+from adapters import history, result_marker
+from core import keys
+from core import search_attributes as sa
+from adapters.claim_check import ClaimCheckMissing
+from adapters.settings import Settings
+from core.result_event import ResultEvent
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from executor.scripted_llm import ScriptedLLM  # noqa: E402
+from doubles.scripted_llm import ScriptedLLM  # noqa: E402
 from tests.support.stack import Stack, run_stack  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,7 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Which real servers this run used, so a green run says what it was green on."""
-    from executor.devstack import REDIS_SERVERS, redis_version
+    from executor.local_services import REDIS_SERVERS, redis_version
 
     return ["redis servers: " + ", ".join(f"{kind} = {redis_version(kind)}" for kind in REDIS_SERVERS)]
 

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 
-from executor.scripted_llm import text, tool_use
+from doubles.scripted_llm import text, tool_use
 from tests.support.stack import Stack, wait_until
 
 
@@ -136,7 +136,7 @@ def _pending(stack: Stack, workflow_id: str) -> list[dict]:
 
 
 def _decide(stack: Stack, workflow_id: str, call_id: str, approve: bool, reason: str | None = None) -> str:
-    from executor.steps import ApprovalDecision
+    from core.step_io import ApprovalDecision
 
     decision = ApprovalDecision(call_id=call_id, approve=approve, reason=reason, by="tester")
     return stack.temporal(lambda c: c.get_workflow_handle(workflow_id).execute_update("decide", decision))

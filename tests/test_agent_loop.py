@@ -16,7 +16,7 @@ import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from executor.steps import ApprovalDecision, ToolCall, ToolResult
+from core.step_io import ApprovalDecision, ToolCall, ToolResult
 from tests.support.stub_activities import (
     StubSteps,
     echo,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import uuid
 
-from executor.scripted_llm import text, tool_use
+from doubles.scripted_llm import text, tool_use
 from tests.support.stack import ROOT, Stack, wait_until
 
 
@@ -127,6 +127,20 @@ def test_dead_letters_listed_and_requeued_after_a_fix(stack: Stack) -> None:
     wait_until(lambda: any(e["type"] == "node.completed" for e in stack.events(graph, "n1")), message="completed after requeue")
     assert fixed_id not in _dead_ids(stack, graph)
     assert cli(stack, "dead-letters", "--requeue", "0-1").returncode == 1
+
+
+def test_requeued_dead_letter_reports_again(stack: Stack) -> None:
+    """A work item with an envelope id keeps its workflow id: its dead-letter `node.failed` reserved
+    that workflow's emitted marker, and a requeue must clear it or the rerun would report nothing."""
+    graph, event_id = f"g-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    item = {"id": event_id, "graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "6*7"}}}
+    # as the ingress leaves an entry it gave up on: its node.failed reserved the marker
+    stack.redis.set(f"executor:emitted:node:{graph}:n1:{event_id}", "dago:events:node.failed")
+    dead_id = stack.redis.xadd("executor.work.dead", {"stream": "executor.work", "data": json.dumps(item), "reason": "not started"})
+    done = cli(stack, "dead-letters", "--requeue", dead_id)
+    assert done.returncode == 0, done.stdout + done.stderr
+    event = stack.wait_event(graph, "n1")
+    assert event["type"] == "node.completed" and event["data"]["output"] == 42
 
 
 def _dead_ids(stack: Stack, graph: str) -> list[str]:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.devstack import start_temporal
-from executor.scripted_llm import ScriptedLLM, text, tool_use
+from executor.local_services import start_temporal
+from doubles.scripted_llm import ScriptedLLM, text, tool_use
 from tests.conftest import ARTIFACTS
 from tests.support.stack import WORK, Stack, run_stack, wait_until
 

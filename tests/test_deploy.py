@@ -3,7 +3,7 @@
 No Docker and no cluster are needed. The Kubernetes manifests are validated against the official
 JSON schemas shipped in the `kubernetes-validate` wheel (strict: unknown fields are errors), and
 cross-checked against the code so they cannot drift from it: every variable is a field of
-`executor.config.Settings` (or a Temporal SDK variable), the probes use the configured
+`adapters.settings.Settings` (or a Temporal SDK variable), the probes use the configured
 HEALTH_PORT, the grace period exceeds the worker's drain time, the user is the image's.
 """
 
@@ -21,9 +21,9 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from activities.mcp_servers import configured_servers
+from adapters.mcp_config import configured_servers
 from executor.cli import parser
-from executor.config import Settings
+from adapters.settings import Settings
 from executor.worker import GRACEFUL_SHUTDOWN
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,6 +144,9 @@ def test_dockerfile_matches_the_package() -> None:
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
     assert re.search(r"^USER executor$", text, re.M)
     assert dockerfile_uid() == 10001
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench"}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", text, re.M))
+    assert packages <= copied, f"the image lacks packages: {sorted(packages - copied)}"
 
 
 def dockerfile_uid() -> int:

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from executor.devstack import free_port
+from executor.local_services import free_port
 from tests.conftest import ARTIFACTS, ROOT
 from tests.support.stack import wait_until
 
@@ -108,7 +107,7 @@ def test_children_die_with_dev_however_it_dies(dev: Dev, sig: signal.Signals) ->
     dev.popen.wait(60)
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=60, message=f"every child of dev gone after {sig.name}")
     # and the ports are free again: the next `make run` starts
-    from executor.devstack import listeners
+    from executor.local_services import listeners
 
     ports = [int(dev.argv[i + 1]) for i, a in enumerate(dev.argv) if a.endswith("-port")]
     wait_until(lambda: not listeners(ports), timeout=30, message="ports released")

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.devstack import Proc, start_redis, start_temporal
-from executor.scripted_llm import ScriptedLLM
+from executor.local_services import Proc, start_redis, start_temporal
+from doubles.scripted_llm import ScriptedLLM
 from tests.conftest import ARTIFACTS
 from tests.support.stack import WORK, Stack, run_stack, wait_until
 

@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from executor.contract import WorkItem
-from executor.steps import NodeInput
+from core.work_item import WorkItem
+from core.step_io import NodeInput
 from tests.support.stack import Stack, wait_until
 
 GROUP = "executor-workers"

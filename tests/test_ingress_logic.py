@@ -11,18 +11,12 @@ from datetime import UTC, datetime
 import pytest
 
 from activities.resolve import render
-from executor.config import Settings
-from executor.contract import (
-    ContractError,
-    MalformedEntry,
-    ToolNode,
-    WorkItem,
-    node_summary,
-    parse_node_config,
-    parse_work_entry,
-)
-from executor.logs import TemporalContext
-from executor.templates import Renderer, RenderTooLarge, Variables
+from adapters.settings import Settings
+from core.errors import ContractError
+from core.work_item import MalformedEntry, WorkItem, parse_work_entry
+from core.node_config import ToolNode, node_summary, parse_node_config
+from adapters.logs import TemporalContext
+from core.templates import Renderer, RenderTooLarge, Variables
 from ingress.consumer import Ingress, _Entry, cause, dead_letter_record
 
 

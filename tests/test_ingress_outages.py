@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from executor.devstack import start_redis, start_temporal
-from executor.scripted_llm import ScriptedLLM
+from executor.local_services import start_redis, start_temporal
+from doubles.scripted_llm import ScriptedLLM
 from tests.conftest import ARTIFACTS
 from tests.support.stack import WORK, Stack, run_stack, wait_until
 from tests.support.tcp_proxy import TcpProxy

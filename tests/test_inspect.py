@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from executor import search_attributes
-from executor.config import Settings
-from executor.devstack import free_port, temporal_binary
-from executor.scripted_llm import text, tool_use
-from executor.temporal_client import connect
+from adapters import search_attributes
+from core import search_attributes as sa
+from adapters.settings import Settings
+from executor.local_services import free_port, temporal_binary
+from doubles.scripted_llm import text, tool_use
+from adapters.temporal_client import connect
 from tests.support.stack import Stack
 
 
@@ -39,7 +40,7 @@ def test_search_attributes_list_a_graphs_nodes_and_failed_agents(stack: Stack, l
     async def described(client):
         handle = client.get_workflow_handle(next(iter(failed_agents)))
         d = await handle.describe()
-        return await d.static_summary(), d.typed_search_attributes.get(search_attributes.MODEL)
+        return await d.static_summary(), d.typed_search_attributes.get(sa.MODEL)
 
     summary, model_attr = stack.temporal(described)
     assert summary == f"graph {graph} · node b · mode agent · model {model}" and model_attr == model

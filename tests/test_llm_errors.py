@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from executor.scripted_llm import drop, error, malformed, text
+from doubles.scripted_llm import drop, error, malformed, text
 from tests.support.stack import Stack, wait_until
 
 
@@ -83,7 +83,7 @@ def test_malformed_response_is_a_clear_error(stack: Stack, llm) -> None:
 
 
 def test_empty_response_is_a_clear_error(stack: Stack, llm) -> None:
-    from executor.scripted_llm import Step
+    from doubles.scripted_llm import Step
 
     model = model_name()
     llm.script(model, Step(body={"content": [], "stop_reason": None, "usage": (1, 0)}))
@@ -104,7 +104,7 @@ def _worker_pair(stack: Stack, tmp_path_factory, name: str, **env: str):
     so work meant for them never reaches the shared worker, and theirs never leaks out."""
     import sys
 
-    from executor.devstack import Proc
+    from executor.local_services import Proc
     from tests.support.stack import ROOT
 
     queue_env = {"TEMPORAL_TASK_QUEUE": f"{name}-{uuid.uuid4().hex[:6]}", "WORK_STREAMS": f"{name}.work"}
@@ -195,7 +195,7 @@ def test_anthropic_api_key_is_honoured_when_llm_api_key_is_unset(stack: Stack, l
 
 
 def test_the_sdk_key_is_a_secret_and_llm_api_key_wins() -> None:
-    from executor.config import Settings
+    from adapters.settings import Settings
 
     both = Settings.from_env({"LLM_API_KEY": "llm-key-1", "ANTHROPIC_API_KEY": "sdk-key-2"})
     assert both.llm_key() == "llm-key-1"

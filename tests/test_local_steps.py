@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.scripted_llm import text, tool_use
+from doubles.scripted_llm import text, tool_use
 from tests.support.stack import Stack
 
 STREAM = "local.work"

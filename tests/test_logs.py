@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor import logs
-from executor.config import Settings
+from adapters import logs
+from adapters.settings import Settings
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex
 

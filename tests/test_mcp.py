@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from executor.devstack import Proc, free_port, wait_for_port
-from executor.scripted_llm import ScriptedLLM
+from executor.local_services import Proc, free_port, wait_for_port
+from doubles.scripted_llm import ScriptedLLM
 from tests.conftest import ARTIFACTS
 from tests.support.stack import API_KEY, MCP_SERVER, ROOT, Stack, run_stack, wait_until
 

@@ -6,14 +6,8 @@ import json
 
 import pytest
 
-from activities.mcp_servers import (
-    configured_servers,
-    load_mcp_config,
-    parse_mcp_servers,
-)
-from executor.contract import (
-    ContractError,
-)
+from adapters.mcp_config import configured_servers, load_mcp_config, parse_mcp_servers
+from core.errors import ContractError
 
 
 def test_mcp_servers_variable_and_config_file(tmp_path) -> None:

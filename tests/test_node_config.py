@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from executor.contract import (
-    AgentNode,
-    ContractError,
-    LlmNode,
-    ToolNode,
-    parse_node_config,
-)
+from core.node_config import AgentNode, LlmNode, ToolNode, parse_node_config
+from core.errors import ContractError
 
 
 @pytest.mark.parametrize(

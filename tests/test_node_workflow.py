@@ -20,7 +20,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from executor.steps import LlmRequest, ToolCall
+from core.step_io import LlmRequest, ToolCall
 from tests.support.stub_activities import (
     BLOCK,
     DOWN,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from executor.scripted_llm import text
+from doubles.scripted_llm import text
 from tests.support.stack import Stack, wait_until
 
 
@@ -87,7 +87,7 @@ def test_secrets_never_reach_history_results_or_logs(stack: Stack, llm) -> None:
     from tests.support.stack import API_KEY, MCP_ENV_SECRET, MCP_HEADER_SECRET
 
     model = f"claude-secret-{uuid.uuid4().hex[:6]}"
-    from executor.scripted_llm import tool_use
+    from doubles.scripted_llm import tool_use
 
     llm.script(model, tool_use(("mcp__secured__whoami", {}), ("mcp__stdio__whoami", {})), text("checked"))
     graph, node, wid = stack.submit_agent({"llm_config": {"model": model}, "tools": ["mcp__secured__whoami", "mcp__stdio__whoami"]})
@@ -163,7 +163,7 @@ def test_redis_password_is_used_and_required(tmp_path) -> None:
     import subprocess
     import sys
 
-    from executor.devstack import Proc, free_port, redis_binary, wait_for_port
+    from executor.local_services import Proc, free_port, redis_binary, wait_for_port
     from tests.support.stack import ROOT
 
     port = free_port()

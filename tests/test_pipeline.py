@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 
-from executor.scripted_llm import error, text
+from doubles.scripted_llm import error, text
 from tests.support.stack import API_KEY, COMPLETED, FAILED, ORCHESTRATOR_WORK, Stack, wait_until
 
 

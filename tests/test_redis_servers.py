@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.devstack import REDIS_SERVERS, free_port, redis_version
-from executor.scripted_llm import ScriptedLLM
+from executor.local_services import REDIS_SERVERS, free_port, redis_version
+from doubles.scripted_llm import ScriptedLLM
 from tests.conftest import ARTIFACTS, ROOT
 from tests.support.stack import DEAD, ORCHESTRATOR_WORK, WORK, Stack, run_stack, wait_until
 
@@ -160,8 +160,8 @@ def test_a_server_below_the_floor_is_refused_in_one_line(stack: Stack, service: 
     ],
 )
 def test_redis_addr_takes_host_host_port_and_urls(addr: str, host: str, port: int, db: int, tls: bool) -> None:
-    from executor.config import Settings
-    from executor.redis_client import connect
+    from adapters.settings import Settings
+    from adapters.redis_client import connect
 
     pool = connect(Settings(redis_addr=addr)).connection_pool
     kwargs = pool.connection_kwargs

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from executor.steps import NodeInput
+from core.step_io import NodeInput
 from workflows.node import NodeWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from executor.config import Settings
-from executor.contract import (
-    ContractError,
-)
+from adapters.settings import Settings
+from core.errors import ContractError
 
 
 def test_settings_from_environment_with_readable_errors() -> None:

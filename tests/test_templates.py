@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from executor.templates import Renderer, TemplateError, Variables
+from core.templates import Renderer, TemplateError, Variables
 
 
 def test_templates_render_prompts_and_typed_tool_params() -> None:

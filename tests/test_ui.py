@@ -30,8 +30,8 @@ from urllib.parse import quote
 
 import pytest
 
-from executor.devstack import free_port, wait_for_port
-from executor.scripted_llm import ScriptedLLM, text, tool_use
+from executor.local_services import free_port, wait_for_port
+from doubles.scripted_llm import ScriptedLLM, text, tool_use
 from tests.conftest import ARTIFACTS
 from tests.support.browser import CHROMIUM, INSTALL, Browser, chromium_path
 from tests.support.stack import Stack, run_stack, wait_until

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from executor.scripted_llm import ScriptedLLM, text, tool_use
+from doubles.scripted_llm import ScriptedLLM, text, tool_use
 from tests.conftest import ARTIFACTS
 from tests.support.stack import ROOT, Stack, run_stack, wait_until
 

@@ -10,8 +10,8 @@ from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCa
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus
 
-from executor.config import Settings
-from executor.contract import ContractError
+from adapters.settings import Settings
+from core.errors import ContractError
 from ingress.watchdog import closed_cause, task_failure
 
 

@@ -6,10 +6,7 @@ import json
 
 import pytest
 
-from executor.contract import (
-    MalformedEntry,
-    parse_work_entry,
-)
+from core.work_item import MalformedEntry, parse_work_entry
 
 
 def entry(doc: object, **kw: object) -> dict:

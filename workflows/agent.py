@@ -23,8 +23,16 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.llm import LlmActivities
     from activities.tools import ToolActivities
-    from executor.contract import AgentNode
-    from executor.steps import AgentState, ApprovalDecision, LlmReply, LlmRequest, PendingApproval, ToolCall, ToolCallRecord, ToolResult
+    from core.node_config import AgentNode
+    from core.step_io import (
+        AgentState,
+        ApprovalDecision,
+        LlmReply,
+        LlmRequest,
+        PendingApproval,
+        ToolCall,
+        ToolCallRecord,
+    )
     from workflows import calls, policies
     from workflows.tool_content import tool_result_content
 

@@ -18,24 +18,23 @@ from temporalio.exceptions import TimeoutError as StepTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.emit import EmitActivities
-    from activities.errors import NODE_CONFIG
+    from core.failures import NODE_CONFIG
     from activities.llm import LlmActivities
     from activities.resolve import ResolveActivities
     from activities.tools import ToolActivities
-    from executor.contract import AgentNode, LlmNode, NodeOutcome, ToolNode, WorkItem, node_summary
-    from executor.steps import (
+    from core.node_config import AgentNode, LlmNode, ToolNode, node_summary
+    from core.result_event import NodeOutcome
+    from core.work_item import WorkItem
+    from core.step_io import (
         AgentState,
         ApprovalDecision,
         EmitReceipt,
-        LlmReply,
         LlmRequest,
         NodeInput,
         ResolvedNode,
         ToolCall,
-        ToolResult,
-        ToolSpec,
     )
-    from executor import search_attributes as sa
+    from core import search_attributes as sa
     from workflows import calls, policies
     from workflows.agent import AgentFailure, AgentLoop, ContinueAsNew
 

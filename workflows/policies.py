@@ -2,7 +2,7 @@
 
 LLM calls and tool calls differ: an LLM call may wait long on a busy provider and is worth many
 patient retries; a tool call is usually quick and is retried a few times. Non-retryable error
-types come from `activities.errors`, named after the failure they describe. The numbers an
+types come from `core.failures`, named after the failure they describe. The numbers an
 operator may tune (`StepTimeouts`) arrive as data from the resolve step, so workflow code stays
 deterministic and a replay sees the values the run used.
 """
@@ -14,8 +14,8 @@ from typing import TypedDict
 
 from temporalio.common import RetryPolicy
 
-from activities.errors import NON_RETRYABLE
-from executor.steps import StepTimeouts
+from core.failures import NON_RETRYABLE
+from core.step_io import StepTimeouts
 
 class StepOptions(TypedDict, total=False):
     """The options of one kind of step, as `workflow.execute_activity_method` takes them."""

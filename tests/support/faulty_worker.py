@@ -1,14 +1,14 @@
 """`python -m tests.support.faulty_worker`: the worker process with fault points armed
-(executor/faults.py), for the tests that kill a worker between a step's work and its ack."""
+(doubles/faults.py), for the tests that kill a worker between a step's work and its ack."""
 
 from __future__ import annotations
 
 import asyncio
 
-from executor import logs
+from adapters import logs
 from executor.cli import exit_now
-from executor.config import Settings
-from executor.faults import DieAfter
+from adapters.settings import Settings
+from doubles.faults import DieAfter
 from executor.worker import run_worker, stop_on_signals
 
 

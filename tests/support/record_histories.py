@@ -14,8 +14,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from executor.scripted_llm import ScriptedLLM, text, tool_use
-from executor.steps import ApprovalDecision
+from doubles.scripted_llm import ScriptedLLM, text, tool_use
+from core.step_io import ApprovalDecision
 from tests.support.stack import ROOT, run_stack, wait_until
 
 OUT = ROOT / "tests" / "histories"

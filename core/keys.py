@@ -18,5 +18,5 @@ def claim_checked_payload(sha256: str) -> str:
 
 def report_lease(workflow_id: str) -> str:
     """Held for seconds by the watchdog reporting a workflow and by `rerun` re-running it, so the
-    two never interleave (executor/result_marker.py)."""
+    two never interleave (adapters/result_marker.py)."""
     return f"executor:lease:{workflow_id}"

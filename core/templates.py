@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from executor.contract import ContractError
+from core.errors import ContractError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([^{}\s]+)\s*\}\}")
 _MISSING = object()

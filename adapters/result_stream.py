@@ -12,7 +12,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from executor.redis_client import text
+from adapters.redis_client import as_str
 
 
 async def at_end(client: redis.Redis, streams: Sequence[str]) -> dict[str, str]:
@@ -20,7 +20,7 @@ async def at_end(client: redis.Redis, streams: Sequence[str]) -> dict[str, str]:
     cursor = {}
     for stream in dict.fromkeys(streams):
         newest = await client.xrevrange(stream, count=1)
-        cursor[stream] = text(newest[0][0]) if newest else "0-0"
+        cursor[stream] = as_str(newest[0][0]) if newest else "0-0"
     return cursor
 
 
@@ -35,6 +35,6 @@ async def follow(
     while True:
         for raw_stream, entries in await client.xread(cursor, block=block_ms, count=count) or []:
             for entry_id, fields in entries:
-                cursor[text(raw_stream)] = text(entry_id)
+                cursor[as_str(raw_stream)] = as_str(entry_id)
                 data = fields.get(b"data", fields.get("data"))
-                yield text(raw_stream), json.loads(data)
+                yield as_str(raw_stream), json.loads(data)

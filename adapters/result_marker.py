@@ -24,9 +24,9 @@ import redis.asyncio as redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
-from executor import keys
-from executor.contract import ResultEvent
-from executor.redis_client import text
+from core import keys
+from core.result_event import ResultEvent
+from adapters.redis_client import as_str
 
 LEASE_SECONDS = 60  # far above what a report or a re-run takes; a crashed holder frees it by then
 
@@ -71,7 +71,7 @@ async def write_once(
                 await pipe.watch(marker, *watch)
                 already = await pipe.get(marker)
                 if already is not None:
-                    return Reservation(stream=text(already), entry_id=None)
+                    return Reservation(stream=as_str(already), entry_id=None)
                 also = await prepare(pipe) if prepare is not None else None
                 pipe.multi()
                 pipe.xadd(stream, {"data": event.model_dump_json()})
@@ -79,7 +79,7 @@ async def write_once(
                 if also is not None:
                     also(pipe)
                 entry_id, *_ = await pipe.execute()
-                return Reservation(stream=stream, entry_id=text(entry_id))
+                return Reservation(stream=stream, entry_id=as_str(entry_id))
             except WatchError:
                 continue  # someone wrote the marker or a watched key meanwhile: read again
 

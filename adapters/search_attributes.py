@@ -1,5 +1,4 @@
-"""Search attributes the workflow sets, so one Temporal UI filter lists a graph's nodes
-(`DagoGraphId = "g-1"`) or every failed agent node (`DagoMode = "agent" AND DagoOutcome = "failed"`).
+"""Whether the namespace has the search attributes the workflow sets (core/search_attributes.py).
 
 They must be registered in the namespace (the dev stack does it; for production see
 docs/operations.md). A worker checks at start; when they are missing it logs how to add them and
@@ -12,16 +11,10 @@ import logging
 
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+
+from core.search_attributes import ALL
 
 log = logging.getLogger(__name__)
-
-GRAPH_ID = SearchAttributeKey.for_keyword("DagoGraphId")
-NODE_ID = SearchAttributeKey.for_keyword("DagoNodeId")
-MODE = SearchAttributeKey.for_keyword("DagoMode")
-MODEL = SearchAttributeKey.for_keyword("DagoModel")
-OUTCOME = SearchAttributeKey.for_keyword("DagoOutcome")
-ALL = (GRAPH_ID, NODE_ID, MODE, MODEL, OUTCOME)
 
 
 async def registered(client: Client, namespace: str) -> bool:

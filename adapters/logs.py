@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from executor.contract import unescape_id
+from core.work_item import unescape_id
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "warning": logging.WARNING, "error": logging.ERROR}
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}

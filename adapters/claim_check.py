@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from executor import keys
+from core import keys
 
 ENCODING = b"json/claim-check"
 

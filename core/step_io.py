@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from executor.contract import NodeConfig, WorkItem
+from core.node_config import NodeConfig
+from core.work_item import WorkItem
 
 
 class StepTimeouts(BaseModel):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from executor import redis_client, temporal_client, tracing
-from executor.config import Settings
-from executor.health import HealthServer
-from executor.metrics import Metrics
+from adapters import redis_client, temporal_client, tracing
+from adapters.settings import Settings
+from adapters.health import HealthServer
+from adapters.metrics import Metrics
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from ingress.consumer import Ingress

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from executor.contract import ContractError, readable
+from core.errors import ContractError, readable
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

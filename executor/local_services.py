@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from executor import search_attributes
+from core import search_attributes
 
-# The namespace's search attributes the workflows set (executor/search_attributes.py), registered at start.
+# The namespace's search attributes the workflows set (adapters/search_attributes.py), registered at start.
 SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in search_attributes.ALL}
 
 

@@ -13,7 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from executor.contract import ContractError, readable
+from adapters.mcp_config import load_mcp_config
+from core.errors import ContractError, readable
 
 
 def _split(value: str) -> list[str]:
@@ -140,8 +141,6 @@ class Settings(BaseModel):
         values = [self.llm_api_key.get_secret_value(), self.anthropic_api_key.get_secret_value(), self.redis_pass.get_secret_value()]
         values += _temporal_api_keys(os.environ if environ is None else environ)
         if self.mcp_config:
-            from activities.mcp_servers import load_mcp_config
-
             try:
                 for server in load_mcp_config(self.mcp_config):
                     values += [*server.env.values(), *server.headers.values()]

@@ -17,8 +17,8 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from executor.config import Settings
-from executor.contract import ContractError
+from adapters.settings import Settings
+from core.errors import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def connect(settings: Settings, retries: int = 3) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
-def text(value: bytes | str, errors: str = "strict") -> str:
+def as_str(value: bytes | str, errors: str = "strict") -> str:
     """A Redis reply (bytes unless the client decodes) as text."""
     return value.decode(errors=errors) if isinstance(value, bytes) else str(value)
 

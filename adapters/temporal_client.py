@@ -17,9 +17,9 @@ from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from executor import redis_client
-from executor.claim_check import ClaimCheckCodec
-from executor.config import Settings
+from adapters import redis_client
+from adapters.claim_check import ClaimCheckCodec
+from adapters.settings import Settings
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
