@@ -17,6 +17,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from adapters.backoff import Backoff
 from adapters.settings import Settings
 from core.errors import ContractError
 
@@ -81,18 +82,15 @@ async def require_supported(client: redis.Redis, settings: Settings, stop: async
     """Wait until Redis answers (it may start after us), then refuse a server below the floor.
     Returns the server's name and version for the start-up log line ("unchecked" when told to
     stop while waiting)."""
-    delay = 0.5
+    backoff = Backoff(first=0.5)
     while True:
         try:
             info = await client.info("server")
             break
         except (OSError, redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("Redis at %s not reachable (%s); retrying in %.1fs", settings.redis_addr, exc, delay)
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
+            log.warning("Redis at %s not reachable (%s); retrying in %.1fs", settings.redis_addr, exc, backoff.delay)
+            if await backoff.wait(stop):
                 return "unchecked (stopped while waiting for it)"
-            except TimeoutError:
-                delay = min(delay * 2, 10)
     name, version = server_version(info)
     if name == "redis" and version < FLOOR:
         raise UnsupportedServer(

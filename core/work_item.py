@@ -103,7 +103,7 @@ class MalformedEntry(ContractError):
         self.node_id = node_id
 
 
-def _recover_ids(doc: Any) -> tuple[str | None, str | None]:
+def recover_ids(doc: Any) -> tuple[str | None, str | None]:
     """Best effort ids of a broken document, so its failure can still reach the orchestrator."""
     if not isinstance(doc, dict):
         return None, None
@@ -147,8 +147,8 @@ def parse_work_entry(
     if not isinstance(doc, dict):
         raise MalformedEntry(f"data must be a JSON object, got {type(doc).__name__}")
     if nested_deeper_than(doc, MAX_NESTING):
-        raise MalformedEntry(too_deep, *_recover_ids(doc))
-    graph_id, node_id = _recover_ids(doc)
+        raise MalformedEntry(too_deep, *recover_ids(doc))
+    graph_id, node_id = recover_ids(doc)
     try:
         if isinstance(doc.get("data"), dict) and "config" not in doc:
             env = _OrchestratorEnvelope.model_validate(doc)

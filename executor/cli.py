@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 from adapters import logs
 from adapters.settings import Settings
 from core.errors import ContractError
+from core.work_item import recover_ids
 from executor.operate import EXIT_FAILED
 
 EXIT_USAGE = 2
@@ -63,17 +64,12 @@ def _load_item(text: str) -> dict[str, Any]:
     return item
 
 
-def _ids(item: dict[str, Any]) -> tuple[str, str]:
-    data = item.get("data") if isinstance(item.get("data"), dict) else {}
-    return (item.get("graph_id") or data.get("graph_id") or item.get("execution_id"), item.get("node_id") or data.get("node_id"))
-
-
 async def submit(settings: Settings, item: dict[str, Any], stream: str, timeout: float) -> int:
     from adapters import redis_client
     from adapters import result_stream
 
     redis = redis_client.connect(settings)
-    graph_id, node_id = _ids(item)
+    graph_id, node_id = recover_ids(item)
     try:
         cursor = await result_stream.at_end(redis, [settings.completed_stream, settings.failed_stream])
         entry = await redis.xadd(stream, {"data": json.dumps(item)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from adapters.backoff import Backoff
 from adapters import redis_client, temporal_client, tracing
 from adapters.settings import Settings
 from adapters.health import HealthServer
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 async def connect_temporal(settings: Settings, stop: asyncio.Event, runtime: Runtime) -> Client:
     """Keep trying until the Temporal server answers (it may start after us)."""
-    delay = 0.5
+    backoff = Backoff(first=0.5)
     plugins = tracing.plugins("ingress")
     while True:
         try:
@@ -28,9 +29,8 @@ async def connect_temporal(settings: Settings, stop: asyncio.Event, runtime: Run
         except RuntimeError as exc:  # the SDK reports connection failures as RuntimeError
             if stop.is_set():
                 raise
-            log.warning("Temporal at %s not reachable (%s); retrying in %.1fs", settings.temporal_address, exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+            log.warning("Temporal at %s not reachable (%s); retrying in %.1fs", settings.temporal_address, exc, backoff.delay)
+            await backoff.wait()
 
 
 async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:

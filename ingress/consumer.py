@@ -39,22 +39,21 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from adapters import result_marker
 from adapters.settings import Settings
+from adapters.backoff import Backoff
 from adapters.redis_client import as_str
 from adapters.metrics import Metrics
 from core.errors import ContractError
-from core.work_item import MalformedEntry, WorkItem, entry_size, parse_work_entry
+from core.work_item import MalformedEntry, WorkItem, parse_work_entry
 from core.result_event import ResultEvent
 from core.node_config import detect_mode, node_summary
 from core.step_io import NodeInput
 from workflows.node import NodeWorkflow
+from ingress.dead_letters import bounded_reason, cause, dead_letter_record
 
 log = logging.getLogger(__name__)
 
 # A start refused for these reasons will be refused again: dead-letter instead of retrying.
 _PERMANENT_START_ERRORS = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.FAILED_PRECONDITION}
-MAX_REASON_CHARS = 1000  # of a dead letter's reason (an exception message can be huge)
-TRUNCATED_FIELD_BYTES = 4096  # kept of each field of an oversized entry in its dead letter
-MAX_FIELD_NAME_CHARS = 256  # of a field name in a dead letter (names are not counted in the size)
 
 
 class _Verdict(enum.Enum):
@@ -86,59 +85,6 @@ def _transient(exc: BaseException) -> bool:
     if isinstance(exc, redis.RedisError):
         return not isinstance(exc, DataError)  # DataError: a value Redis cannot take, every time
     return isinstance(exc, (OSError, RPCError))
-
-
-def _printable(value: str, limit: int) -> str:
-    """At most `limit` characters any Redis or JSON writer takes: lone surrogates become `\\udxxx`."""
-    value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
-def cause(exc: BaseException) -> str:
-    """`Type: message`: the reason of a dead letter for an exception nobody expected."""
-    return _printable(f"{type(exc).__name__}: {exc}", MAX_REASON_CHARS)
-
-
-def dead_letter_record(
-    entry: _Entry, reason: str, *, consumer: str, at: datetime, max_entry_bytes: int
-) -> dict[str, bytes | str]:
-    """The dead-letter stream's copy of an entry: its fields (names made readable, values as they
-    were, or a prefix of each when the entry was over the size limit), then ours, which the entry
-    cannot forge."""
-    fields = entry.fields or {}
-    oversized = entry_size(fields) > max_entry_bytes
-    record: dict[str, bytes | str] = {}
-    for name, value in fields.items():
-        raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "backslashreplace")
-        readable_name = _printable(as_str(name, errors="backslashreplace"), MAX_FIELD_NAME_CHARS)
-        record[readable_name] = raw[:TRUNCATED_FIELD_BYTES] if oversized else raw
-    record.update(
-        stream=entry.stream,
-        entry_id=entry.entry_id,
-        reason=_printable(reason, MAX_REASON_CHARS),
-        consumer=consumer,
-        deliveries=str(entry.deliveries),
-        at=at.isoformat(),
-    )
-    if oversized:
-        record["truncated"] = "true"
-    return record
-
-
-class _Backoff:
-    def __init__(self, first: float = 0.2, limit: float = 10.0):
-        self._first, self._limit = first, limit
-        self.delay = first
-
-    def reset(self) -> None:
-        self.delay = self._first
-
-    async def wait(self, stop: asyncio.Event) -> None:
-        try:
-            await asyncio.wait_for(stop.wait(), self.delay)
-        except TimeoutError:
-            pass
-        self.delay = min(self.delay * 2, self._limit)
 
 
 class StartRefused(Exception):
@@ -190,7 +136,7 @@ class Ingress:
         (XAUTOCLAIM), then new entries.
         """
         log.info("ingress %s reading %s", self._consumer, ", ".join(self._settings.work_streams))
-        backoff = _Backoff()
+        backoff = Backoff()
         groups_ready = False
         restart_counted = False
         recovering = True
@@ -429,7 +375,7 @@ class Ingress:
         that transaction. When it is already set, the work item was reported (its workflow
         emitted, or another replica dead-lettered it) and the entry is only acked. An entry that
         never became a work item has no workflow id: its stream entry names its marker instead."""
-        stream, entry_id, reason = entry.stream, entry.entry_id, _printable(reason, MAX_REASON_CHARS)
+        stream, entry_id, reason = entry.stream, entry.entry_id, bounded_reason(reason)
         graph_id, node_id = (item.graph_id, item.node_id) if item is not None else ids
         now = datetime.now(UTC)
         record = dead_letter_record(entry, reason, consumer=self._consumer, at=now, max_entry_bytes=self._settings.max_entry_bytes)

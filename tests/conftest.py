@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -14,6 +16,15 @@ from doubles.scripted_llm import ScriptedLLM  # noqa: E402
 from tests.support.stack import Stack, run_stack  # noqa: E402
 
 ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, one per module of fast workflow tests."""
+    from tests.support.stub_activities import time_skipping_environment
+
+    async with await time_skipping_environment() as environment:
+        yield environment
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,9 @@ runs against the scripted Messages API and real MCP servers stay in test_agent.p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -24,18 +22,11 @@ from tests.support.stub_activities import (
     resolved,
     run_node,
     text,
-    time_skipping_environment,
     tool_use,
     within,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await time_skipping_environment() as environment:
-        yield environment
 
 
 def agent(tools: list[str], **config: Any) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from core.work_item import MalformedEntry, WorkItem, parse_work_entry
 from core.node_config import ToolNode, node_summary, parse_node_config
 from adapters.logs import TemporalContext
 from core.templates import Renderer, RenderTooLarge, Variables
-from ingress.consumer import Ingress, _Entry, cause, dead_letter_record
+from ingress.consumer import Ingress, _Entry
+from ingress.dead_letters import cause, dead_letter_record
 
 
 def parse(fields: dict, max_bytes: int = 100_000) -> WorkItem:

@@ -11,11 +11,9 @@ Python 3.12, so `make test` runs them again on the newest supported Python.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -30,19 +28,12 @@ from tests.support.stub_activities import (
     resolved,
     run_node,
     text,
-    time_skipping_environment,
     tool_use,
     wait_for_event,
     within,
 )
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
-    async with await time_skipping_environment() as environment:
-        yield environment
 
 
 # -- each mode ends in one emit with its outcome -------------------------------------------------
