@@ -91,6 +91,7 @@ class Settings(BaseModel):
     ingress_group_start: Literal["0", "$"] = "0"  # where a new consumer group starts on an existing stream
     ingress_batch: int = Field(default=32, ge=1, le=1000)
     ingress_block_ms: int = Field(default=2000, ge=10)
+    ingress_retry_max_seconds: float = Field(default=10.0, ge=0.1, le=300)  # longest wait between attempts after an outage
     reclaim_idle_ms: int = Field(default=60_000, ge=100)  # a consumer silent this long is presumed dead
     reclaim_interval_ms: int = Field(default=5_000, ge=50)
     max_deliveries: int = Field(default=5, ge=1, le=1000)

@@ -136,7 +136,7 @@ class Ingress:
         (XAUTOCLAIM), then new entries.
         """
         log.info("ingress %s reading %s", self._consumer, ", ".join(self._settings.work_streams))
-        backoff = Backoff()
+        backoff = Backoff(limit=self._settings.ingress_retry_max_seconds)
         groups_ready = False
         restart_counted = False
         recovering = True

@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT))
 from doubles.scripted_llm import ScriptedLLM  # noqa: E402
 from tests.support.stack import Stack, run_stack  # noqa: E402
 
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("EXECUTOR_TEST_ARTIFACTS") or ROOT / "test-artifacts")  # logs, screenshots
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

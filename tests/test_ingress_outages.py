@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 def outage_stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[Stack]:
     ARTIFACTS.mkdir(exist_ok=True)
     with open(ARTIFACTS / "ingress-outage-stack.log", "w") as log:
-        yield from run_stack(tmp_path_factory.mktemp("outages"), log, llm, temporal_db=True, MAX_DELIVERIES="3")
+        yield from run_stack(tmp_path_factory.mktemp("outages"), log, llm, temporal_db=True, MAX_DELIVERIES="3", INGRESS_RETRY_MAX_SECONDS="1")
 
 
 def calc(expression: str = "1+2") -> dict:
