@@ -70,7 +70,8 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
         }
         if args.scripted_llm or not settings.llm_key():
             llm = ScriptedLLM().start()
-            env.update(LLM_BASE_URL=llm.base_url, LLM_API_KEY="offline", LLM_MODEL="echo-offline")
+            # a key the log redaction cannot find in the model's name (it masks keys wherever they occur)
+            env.update(LLM_BASE_URL=llm.base_url, LLM_API_KEY="no-key-offline-model", LLM_MODEL="echo-offline")
             print(f"[dev] no LLM_API_KEY: LLM calls go to the offline scripted LLM at {llm.base_url} (model echo-offline)")
         ports = planned_ports(args)
         for n in range(args.workers):
