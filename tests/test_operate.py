@@ -148,8 +148,9 @@ def test_opentelemetry_traces_follow_a_node_from_ingress_to_activities(stack: St
         graph = f"g-{uuid.uuid4().hex[:8]}"
         stack.submit({"graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "1+1"}}}, stream="traced.work")
         assert stack.wait_event(graph, "n1", timeout=60)["data"]["output"] == 2
-        names = wait_until(lambda: {n for _, n in spans} >= {"StartWorkflow:NodeWorkflow", "RunActivity:call_tool"} and {n for _, n in spans}, message="spans")
-        assert {"RunWorkflow:NodeWorkflow", "RunActivity:resolve_node", "RunActivity:emit_result"} <= names
+        # Spans leave in batches, each when its span ends: wait for every one expected, not the first.
+        expected = {"StartWorkflow:NodeWorkflow", "RunWorkflow:NodeWorkflow", "RunActivity:resolve_node", "RunActivity:call_tool", "RunActivity:emit_result"}
+        wait_until(lambda: {n for _, n in spans} >= expected, timeout=60, message=f"spans {sorted(expected)}")
         assert ("dago-executor-ingress", "StartWorkflow:NodeWorkflow") in spans
         assert ("dago-executor-worker", "RunActivity:call_tool") in spans
     finally:
