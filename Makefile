@@ -53,7 +53,8 @@ test: install $(NPM_STAMP) $(CHROMIUM)
 ifneq ($(PYTHON_NEWEST),)
 	@mkdir -p test-artifacts; status=0; \
 	( $(MAKE) --no-print-directory $(STAMP_NEWEST) && \
-	  EXECUTOR_TEST_ARTIFACTS=test-artifacts/python3.13 $(VENV_NEWEST)/bin/python -m pytest -m interpreters $(PYTEST_ARGS) \
+	  EXECUTOR_TEST_ARTIFACTS=test-artifacts/python3.13 $(VENV_NEWEST)/bin/python -m pytest -m interpreters \
+	    --basetemp=$(CURDIR)/.pytest-tmp/python3.13 $(PYTEST_ARGS) \
 	) > $(NEWEST_LOG) 2>&1 & newest=$$!; \
 	$(PY) -m pytest $(PYTEST_ARGS) || status=1; \
 	wait $$newest || status=1; \

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -145,6 +146,7 @@ async def tail(settings: Settings, from_start: bool, count: int | None, as_json:
     redis = redis_client.connect(settings)
     streams = [settings.completed_stream, settings.failed_stream]
     cursor = result_stream.at_start(streams) if from_start else await result_stream.at_end(redis, streams)
+    print(f"following {', '.join(cursor)} from {'the start' if from_start else 'now'}", file=sys.stderr, flush=True)
     seen = 0
     try:
         async for _, event in result_stream.follow(redis, cursor):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import subprocess
 import sys
 import uuid
@@ -77,9 +76,11 @@ def test_status_exits_non_zero_when_redis_is_unreachable(stack: Stack) -> None:
 
 def test_tail_follows_result_events(stack: Stack) -> None:
     follower = subprocess.Popen(
-        [sys.executable, "-m", "executor", "tail", "--count", "1"], env=stack.env(), cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "executor", "tail", "--count", "1"],
+        env=stack.env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(1.5)  # tail starts at the end of the streams
+    # tail starts at the end of the streams: submit once it says it follows them, not after a guess
+    assert follower.stderr.readline().startswith("following dago:events:node.completed")
     graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "6*7"}})
     out, _ = follower.communicate(timeout=60)
     assert follower.returncode == 0
