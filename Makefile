@@ -51,7 +51,7 @@ NEWEST_LOG := test-artifacts/python3.13.log
 # real servers), the cancellation and crash tests on the newest supported Python. Both must pass.
 test: install $(NPM_STAMP) $(CHROMIUM)
 ifneq ($(PYTHON_NEWEST),)
-	@mkdir -p test-artifacts; status=0; \
+	@mkdir -p test-artifacts .pytest-tmp; status=0; \
 	( $(MAKE) --no-print-directory $(STAMP_NEWEST) && \
 	  EXECUTOR_TEST_ARTIFACTS=test-artifacts/python3.13 $(VENV_NEWEST)/bin/python -m pytest -m interpreters \
 	    --basetemp=$(CURDIR)/.pytest-tmp/python3.13 $(PYTEST_ARGS) \
