@@ -16,6 +16,8 @@ from doubles.scripted_llm import ScriptedLLM  # noqa: E402
 from tests.support.stack import Stack, run_stack  # noqa: E402
 
 ARTIFACTS = Path(os.environ.get("EXECUTOR_TEST_ARTIFACTS") or ROOT / "test-artifacts")  # logs, screenshots
+# The shared stack's log; under pytest-xdist each worker process runs a stack of its own.
+STACK_LOG = ARTIFACTS / f"stack{'-' + os.environ['PYTEST_XDIST_WORKER'] if os.environ.get('PYTEST_XDIST_WORKER') else ''}.log"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -37,7 +39,7 @@ def llm() -> Iterator[ScriptedLLM]:
 def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterator[Stack]:
     """One real stack shared by the pipeline tests; each test uses its own graph ids."""
     ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "stack.log", "w") as log:
+    with open(STACK_LOG, "w") as log:
         yield from run_stack(tmp_path_factory.mktemp("stack"), log, llm)
 
 

@@ -63,13 +63,13 @@ def _log_lines(path) -> list[dict]:
 
 
 def test_json_logs_carry_the_ids_operators_search_by(stack: Stack) -> None:
-    from tests.conftest import ARTIFACTS
+    from tests.conftest import STACK_LOG
 
     graph, node = stack.submit_node({"tool_name": "calculate", "tool_params": {"expression": "3*3"}})
     wid = stack.wait_event(graph, node)["data"]["workflow_id"]
 
     def mine() -> list[dict]:
-        return [line for line in _log_lines(ARTIFACTS / "stack.log") if line.get("graph_id") == graph]
+        return [line for line in _log_lines(STACK_LOG) if line.get("graph_id") == graph]
 
     lines = wait_until(lambda: len(mine()) >= 3 and mine(), message="log lines of the node")
     activity_lines = [line for line in lines if line.get("activity_type")]
@@ -83,7 +83,7 @@ def test_json_logs_carry_the_ids_operators_search_by(stack: Stack) -> None:
 def test_secrets_never_reach_history_results_or_logs(stack: Stack, llm) -> None:
     import hashlib
 
-    from tests.conftest import ARTIFACTS
+    from tests.conftest import STACK_LOG
     from tests.support.stack import API_KEY, MCP_ENV_SECRET, MCP_HEADER_SECRET
 
     model = f"claude-secret-{uuid.uuid4().hex[:6]}"
@@ -104,7 +104,7 @@ def test_secrets_never_reach_history_results_or_logs(stack: Stack, llm) -> None:
     # JSON form of a history base64-encodes them, where a plain search would miss a secret.
     raw_history = b"".join(e.SerializeToString() for e in history.events)
     assert b'"tool":"mcp__secured__whoami"' in raw_history  # the search does see inside payloads
-    logs = (ARTIFACTS / "stack.log").read_text(errors="replace")
+    logs = STACK_LOG.read_text(errors="replace")
     for secret in (API_KEY, MCP_HEADER_SECRET, MCP_ENV_SECRET):
         assert secret.encode() not in raw_history
         assert secret not in json.dumps(event)
