@@ -27,17 +27,25 @@ class Metrics:
         self.llm_calls = m.create_counter(p + "llm_calls", "LLM calls by model and outcome")
         self.llm_tokens = m.create_counter(p + "llm_tokens", "LLM tokens by model and direction")
         self.llm_latency = m.create_histogram_timedelta(p + "llm_latency", "LLM call latency by model", "ms")
+        self.llm_cost = m.create_counter(p + "llm_cost_microusd", "estimated LLM cost by provider and model (USD / 1e6)")
         self.tool_calls = m.create_counter(p + "tool_calls", "tool calls by tool, server and outcome")
         self.tool_latency = m.create_histogram_timedelta(p + "tool_latency", "tool call latency by tool and server", "ms")
         self.step_errors = m.create_counter(p + "step_errors", "failed step attempts by step and error class (retries)")
 
-    def llm(self, model: str, outcome: str, elapsed: float, input_tokens: int = 0, output_tokens: int = 0) -> None:
-        self.llm_calls.add(1, {"model": model, "outcome": outcome})
-        self.llm_latency.record(timedelta(seconds=elapsed), {"model": model})
-        if input_tokens:
-            self.llm_tokens.add(input_tokens, {"model": model, "direction": "input"})
-        if output_tokens:
-            self.llm_tokens.add(output_tokens, {"model": model, "direction": "output"})
+    def llm(
+        self, model: str, outcome: str, elapsed: float, input_tokens: int = 0, output_tokens: int = 0, *,
+        provider: str = "anthropic", cache_read: int = 0, cache_creation: int = 0, cost_usd: float | None = None,
+    ) -> None:
+        """One LLM call. Tokens by direction (`input`, `output`, `cache_read`, `cache_creation`);
+        the estimated cost in micro-dollars (counters are integers), when the model has a price."""
+        labels = {"model": model, "provider": provider}
+        self.llm_calls.add(1, {**labels, "outcome": outcome})
+        self.llm_latency.record(timedelta(seconds=elapsed), labels)
+        for direction, count in (("input", input_tokens), ("output", output_tokens), ("cache_read", cache_read), ("cache_creation", cache_creation)):
+            if count:
+                self.llm_tokens.add(count, {**labels, "direction": direction})
+        if cost_usd:
+            self.llm_cost.add(round(cost_usd * 1_000_000), labels)
 
     def tool(self, tool: str, server: str, outcome: str, elapsed: float) -> None:
         self.tool_calls.add(1, {"tool": tool, "server": server, "outcome": outcome})

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from activities.emit import EmitActivities
-from activities.llm import LlmActivities, build_client
+from activities.llm import LlmActivities, build_providers
 from activities.mcp_pool import McpPool
 from adapters.mcp_config import configured_servers
 from activities.resolve import ResolveActivities
@@ -41,7 +41,7 @@ class Direct:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.redis = redis_client.connect(settings)
-        self.llm_client = build_client(settings)
+        self.llm_client = build_providers(settings)
         self.pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout)
         self.resolve = ResolveActivities(self.redis, settings, False)
         self.llm = LlmActivities(self.llm_client)

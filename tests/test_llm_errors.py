@@ -16,6 +16,20 @@ def model_name() -> str:
     return f"claude-err-{uuid.uuid4().hex[:8]}"
 
 
+# The same errors through the real `openai` client, on the scripted server's Chat Completions path.
+PROVIDERS = ["anthropic", "openai"]
+
+
+def llm_config(model: str, provider: str) -> dict:
+    config = {"model": model, "prompt": "hi"}
+    return config if provider == "anthropic" else {**config, "provider": provider}
+
+
+def shown(model: str, provider: str) -> str:
+    """The model as the node's error names it: qualified when the node named its provider."""
+    return model if provider == "anthropic" else f"{provider}:{model}"
+
+
 def llm_attempts(stack: Stack, workflow_id: str) -> list[int]:
     history = stack.temporal(lambda c: c.get_workflow_handle(workflow_id).fetch_history())
     scheduled = {
@@ -31,26 +45,28 @@ def llm_attempts(stack: Stack, workflow_id: str) -> list[int]:
     ]
 
 
+@pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("status", [401, 403, 404, 413, 422])
-def test_client_errors_fail_the_node_at_once_with_the_provider_message(stack: Stack, llm, status: int) -> None:
+def test_client_errors_fail_the_node_at_once_with_the_provider_message(stack: Stack, llm, status: int, provider: str) -> None:
     model = model_name()
     llm.script(model, error(status, f"provider says no ({status})"))
-    graph, node = stack.submit_node({"llm_config": {"model": model, "prompt": "hi"}})
+    graph, node = stack.submit_node({"llm_config": llm_config(model, provider)})
     event = stack.wait_event(graph, node)
     assert event["type"] == "node.failed"
-    assert event["data"]["error"] == f"llm {model}: LLM request rejected: {status} provider says no ({status})"
+    assert event["data"]["error"] == f"llm {shown(model, provider)}: LLM request rejected: {status} provider says no ({status})"
     time.sleep(0.5)
     assert llm.calls(model) == 1
     assert llm_attempts(stack, event["data"]["workflow_id"]) == [1]
 
 
-def test_server_errors_are_retried_and_each_attempt_is_in_the_history(stack: Stack, llm) -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_server_errors_are_retried_and_each_attempt_is_in_the_history(stack: Stack, llm, provider: str) -> None:
     model = model_name()
     llm.script(model, error(500), error(502), error(504), text("third time lucky"))
-    graph, node = stack.submit_node({"llm_config": {"model": model, "prompt": "hi"}})
+    graph, node = stack.submit_node({"llm_config": llm_config(model, provider)})
     event = stack.wait_event(graph, node, timeout=60)
     assert event["type"] == "node.completed" and event["data"]["output"]["content"] == "third time lucky"
-    assert llm.calls(model) == 4
+    assert [r.api for r in llm.requests(model)] == [provider] * 4
     assert llm_attempts(stack, event["data"]["workflow_id"]) == [4]  # one activity, its 4th attempt completed
 
 
@@ -63,34 +79,37 @@ def test_rate_limit_retry_after_is_honoured(stack: Stack, llm) -> None:
     assert second.at - first.at >= 2.9  # not the policy's 1 s first interval
 
 
-def test_dropped_connection_is_retried(stack: Stack, llm) -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_dropped_connection_is_retried(stack: Stack, llm, provider: str) -> None:
     model = model_name()
     llm.script(model, drop(), text("after the drop"))
-    graph, node = stack.submit_node({"llm_config": {"model": model, "prompt": "hi"}})
+    graph, node = stack.submit_node({"llm_config": llm_config(model, provider)})
     event = stack.wait_event(graph, node, timeout=60)
     assert event["data"]["output"]["content"] == "after the drop"
-    assert llm.calls(model) == 2
+    assert [r.api for r in llm.requests(model)] == [provider, provider]
 
 
-def test_malformed_response_is_a_clear_error(stack: Stack, llm) -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_malformed_response_is_a_clear_error(stack: Stack, llm, provider: str) -> None:
     model = model_name()
     llm.script(model, malformed("<html>gateway</html>"))
-    graph, node = stack.submit_node({"llm_config": {"model": model, "prompt": "hi"}})
+    graph, node = stack.submit_node({"llm_config": llm_config(model, provider)})
     event = stack.wait_event(graph, node, timeout=60)
     assert event["type"] == "node.failed"
-    assert event["data"]["error"].startswith(f"llm {model}: LLM response unusable")
+    assert event["data"]["error"].startswith(f"llm {shown(model, provider)}: LLM response unusable")
     assert llm.calls(model) == 1
 
 
-def test_empty_response_is_a_clear_error(stack: Stack, llm) -> None:
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_empty_response_is_a_clear_error(stack: Stack, llm, provider: str) -> None:
     from doubles.scripted_llm import Step
 
     model = model_name()
     llm.script(model, Step(body={"content": [], "stop_reason": None, "usage": (1, 0)}))
-    graph, node = stack.submit_node({"llm_config": {"model": model, "prompt": "hi"}})
+    graph, node = stack.submit_node({"llm_config": llm_config(model, provider)})
     event = stack.wait_event(graph, node, timeout=60)
     assert event["type"] == "node.failed"
-    assert event["data"]["error"] == f"llm {model}: LLM reply has no content (stop_reason None)"
+    assert event["data"]["error"] == f"llm {shown(model, provider)}: LLM reply has no content (stop_reason None)"
 
 
 # -- a worker without an API key ----------------------------------------------------------------
