@@ -1,62 +1,45 @@
-"""Claim check: payloads larger than a threshold are kept in Redis, and Temporal stores a small
-readable reference instead (`{"claim_check": "executor:payload:<sha256>", "bytes": 412345}`).
+"""The released claim check, decode-only: histories written before payload storage moved to the
+SDK's `ExternalStorage` (adapters/payload_storage.py) hold references of this form:
 
-Big tool results and long agent transcripts would otherwise grow every history event that carries
-them toward Temporal's payload and history limits. The codec runs in every process that talks to
-Temporal (worker, ingress, CLI), so workflow code never sees the difference. Content-addressed:
-the same payload is stored once, and its key names its hash.
+    encoding json/claim-check, data {"claim_check": "executor:payload:<sha256>", "bytes": 412345}
+
+Workflows started by that release may still be running after an upgrade, and their histories
+replay on every cache miss: this codec turns such a reference back into the payload (read like
+any blob of the Redis driver, which uses the same keys: TTL renewed, hash checked). It never
+writes one, and leaves every other payload untouched. Last in the codec chain (after encryption),
+so it decodes first: the released payloads were not encrypted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 
-import redis.asyncio as redis
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from core import keys
+from adapters.payload_storage import StoredPayloadUnreadable
+from adapters.redis_storage import RedisStorageDriver
 
 ENCODING = b"json/claim-check"
 
-
-class ClaimCheckMissing(RuntimeError):
-    """The stored payload is gone (expired, or Redis lost it): the history cannot be decoded."""
+ClaimCheckMissing = StoredPayloadUnreadable  # the released name, still caught by `rerun` and the watchdog
 
 
-class ClaimCheckCodec(PayloadCodec):
-    def __init__(self, redis_client: redis.Redis, threshold_bytes: int, ttl_seconds: int):
-        self._redis = redis_client
-        self._threshold = threshold_bytes
-        self._ttl = ttl_seconds
+class ClaimCheckDecoder(PayloadCodec):
+    def __init__(self, blobs: RedisStorageDriver):
+        self._blobs = blobs
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        out = []
-        for payload in payloads:
-            raw = payload.SerializeToString()
-            if len(raw) <= self._threshold:
-                out.append(payload)
-                continue
-            key = keys.claim_checked_payload(hashlib.sha256(raw).hexdigest())
-            await self._redis.set(key, raw, ex=self._ttl)
-            reference = {"claim_check": key, "bytes": len(raw)}
-            out.append(Payload(metadata={"encoding": ENCODING}, data=json.dumps(reference).encode()))
-        return out
+        return list(payloads)
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        out = []
-        for payload in payloads:
-            if payload.metadata.get("encoding") != ENCODING:
-                out.append(payload)
-                continue
-            key = json.loads(payload.data)["claim_check"]
-            raw = await self._redis.get(key)
-            if raw is None:
-                raise ClaimCheckMissing(f"claim-checked payload {key} is no longer in Redis")
-            await self._redis.expire(key, self._ttl)  # still in use: keep it as long again
-            restored = Payload()
-            restored.ParseFromString(raw)
-            out.append(restored)
+        out = list(payloads)
+        references = {i: json.loads(p.data)["claim_check"] for i, p in enumerate(payloads) if p.metadata.get("encoding") == ENCODING}
+        if references:
+            # the key names the sha256 of the bytes it holds (core/keys.py)
+            wanted = [(key, key.rpartition(":")[2]) for key in references.values()]
+            for i, blob in zip(references, await self._blobs.get(wanted)):
+                out[i] = Payload()
+                out[i].ParseFromString(blob)
         return out
