@@ -2,6 +2,9 @@
 
 `REDIS_ADDR` takes `host`, `host:port`, `[v6addr]:port`, or a URL (`redis://user:pass@host:6379/0`,
 `rediss://…` for TLS). What a URL says wins over `REDIS_PASS`, `REDIS_DB` and `REDIS_USERNAME`.
+Over TLS the server's certificate is checked against `REDIS_TLS_CA_FILE` (else the system CAs)
+and its host name; `REDIS_TLS_CERT_FILE`/`REDIS_TLS_KEY_FILE` present a client certificate to a
+server that requires one (`tls-auth-clients yes`). docs/tls.md says how this is tested.
 The oldest server we support is Redis 6.2 (XAUTOCLAIM, `SET … KEEPTTL`, ACL users); Valkey, the
 open-source continuation of Redis, counts from its first release. The services refuse an older
 server at start with one line, instead of failing node by node later.
@@ -44,6 +47,9 @@ def connect(settings: Settings, retries: int = 3) -> redis.Redis:
     url = settings.redis_url
     if url.startswith("rediss://") or settings.redis_tls:
         options["ssl_ca_certs"] = settings.redis_tls_ca_file
+        if settings.redis_tls_cert_file:
+            options["ssl_certfile"] = settings.redis_tls_cert_file
+            options["ssl_keyfile"] = settings.redis_tls_key_file  # None: the key is in the certificate's file
         if not url.startswith("rediss://"):
             url = "rediss://" + url.removeprefix("redis://")
     if "/" not in url.split("://", 1)[1]:  # no database in the URL: REDIS_DB
