@@ -21,6 +21,7 @@ from core.errors import ContractError
 from core.result_event import NodeOutcome
 from core.step_io import ApprovalDecision, NodeInput
 from core.work_item import parse_work_entry
+from executor import deployment
 
 EXIT_FAILED = 1
 STATUS_TIMEOUT = 5.0  # seconds status waits for a service before calling it unreachable
@@ -64,7 +65,8 @@ async def decide(settings: Settings, workflow_id: str, call_id: str, approve: bo
     (asked after the fact, the update fails with a bare `workflow execution already completed`)."""
     client = await temporal_client.connect(settings)
     handle = client.get_workflow_handle(workflow_id, result_type=NodeOutcome)
-    decision = ApprovalDecision(call_id=call_id, approve=approve, reason=reason, by=by)
+    # The SDK gives update handlers no caller identity: send the client's along (docs/agent.md).
+    decision = ApprovalDecision(call_id=call_id, approve=approve, reason=reason, by=by, identity=client.identity)
     try:
         verdict = await handle.execute_update("decide", decision)
     except (WorkflowUpdateFailedError, RPCError) as exc:
@@ -116,6 +118,7 @@ async def status(settings: Settings, as_json: bool = False) -> int:
         report["temporal"] = "ok"
         running = await client.count_workflows("WorkflowType = 'NodeWorkflow' AND ExecutionStatus = 'Running'")
         report["running_nodes"] = running.count
+        report["worker_versions"] = await deployment.versions_report(client, settings)
     except (RuntimeError, RPCError, TimeoutError) as exc:
         report["temporal"] = f"unreachable: {exc or 'no answer within ' + str(STATUS_TIMEOUT) + 's'}"
     healthy = report.get("redis") == "ok" and report.get("temporal") == "ok"
@@ -130,6 +133,9 @@ async def status(settings: Settings, as_json: bool = False) -> int:
         print(f"dead letters  {report['dead_letters']} in {settings.dead_letter_stream}")
     if "running_nodes" in report:
         print(f"running nodes {report['running_nodes']}")
+    for row in report.get("worker_versions") or []:  # type: ignore[union-attr]
+        open_nodes = f", {row['open_nodes']} open nodes" if "open_nodes" in row else ""
+        print(f"build id      {row['build_id']} ({row['status']}): {len(row['pollers'])} workers polling{open_nodes}")  # type: ignore[arg-type]
     return 0 if healthy else EXIT_FAILED
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,15 @@ K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
-IMAGE = "dago-node-executor:latest"
+# The release the manifests deploy: one worker Deployment per version (docs/upgrades.md section 2).
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = f"dago-node-executor:{VERSION}"
+WORKER = f"dago-node-executor-worker-{VERSION.replace('.', '-')}"
+DEPLOYMENT_NAMES = {"worker": WORKER, "ingress": "dago-node-executor-ingress"}
+VERSION_LABEL = "app.kubernetes.io/version"
+# deploy/README.md's command that writes the next version's worker Deployment from this one.
+NEXT_VERSION = "0.2.0"
+RENDER_NEXT = r"sed -e 's/0-1-0/0-2-0/g' -e 's/0\.1\.0/0.2.0/g' deploy/k8s/worker.yaml"
 SETTINGS_VARS = {name.upper() for name in Settings.model_fields}
 SECRET_VARS = {name.upper() for name, field in Settings.model_fields.items() if field.annotation is SecretStr}
 # Process-level variables a Deployment may set besides the application's own.
@@ -190,7 +200,7 @@ def configmap(manifests: list[tuple[str, dict[str, Any]]]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def deployments(manifests: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     found = _by_kind(manifests, "Deployment")
-    assert set(found) == {"dago-node-executor-worker", "dago-node-executor-ingress"}
+    assert set(found) == set(DEPLOYMENT_NAMES.values())
     return found
 
 
@@ -232,7 +242,7 @@ def test_manifests_validate_against_kubernetes_schemas(manifests: list[tuple[str
 def test_schema_validation_rejects_broken_manifests(deployments: dict[str, dict[str, Any]]) -> None:
     """The validator is not vacuous: a wrong type and a misspelt field are both caught."""
     version = K8S_VERSIONS[-1]
-    good = deployments["dago-node-executor-worker"]
+    good = deployments[WORKER]
     kubernetes_validate.validate(good, version, strict=True)
 
     wrong_type = copy.deepcopy(good)
@@ -305,7 +315,7 @@ def test_settings_accept_the_manifest_configuration(
     local.write_text(mcp_secret["stringData"][mcp_path.name])
     assert isinstance(configured_servers(settings.mcp_servers, str(local)), list)
 
-    worker = _by_kind(manifests, "Deployment")["dago-node-executor-worker"]["spec"]["template"]["spec"]
+    worker = _by_kind(manifests, "Deployment")[WORKER]["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in worker["volumes"]}
     mounts = {m["mountPath"]: m for m in worker["containers"][0]["volumeMounts"]}
     mount = mounts[str(mcp_path.parent)]
@@ -337,7 +347,7 @@ def test_deployment(
     manifests: list[tuple[str, dict[str, Any]]],
     configmap: dict[str, str],
 ) -> None:
-    deployment = deployments[f"dago-node-executor-{component}"]
+    deployment = deployments[DEPLOYMENT_NAMES[component]]
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     labels = spec["template"]["metadata"]["labels"]
@@ -420,13 +430,82 @@ def test_worker_disruption_budget(
         selected = [deployment for deployment, labels in pods.items() if _selects(budget["spec"]["selector"], labels)]
         assert len(selected) == 1, f"{name} selects {selected}"
     worker_budgets = [
-        b for b in budgets.values() if _selects(b["spec"]["selector"], pods["dago-node-executor-worker"])
+        b for b in budgets.values() if _selects(b["spec"]["selector"], pods[WORKER])
     ]
     assert len(worker_budgets) == 1
     spec = worker_budgets[0]["spec"]
-    replicas = deployments["dago-node-executor-worker"]["spec"]["replicas"]
+    replicas = deployments[WORKER]["spec"]["replicas"]
     # Protective, yet a node drain can always proceed one pod at a time.
     if "maxUnavailable" in spec:
         assert 1 <= spec["maxUnavailable"] < replicas
     else:
         assert 1 <= spec["minAvailable"] < replicas
+
+
+# --------------------------------------------------------------------------- one Deployment per worker version
+
+
+def _worker_version(deployment: dict[str, Any]) -> str:
+    """The one version a worker Deployment runs: its name, its selector's and pods' version label,
+    WORKER_BUILD_ID and the image tag must all say it (docs/upgrades.md section 2)."""
+    spec = deployment["spec"]
+    version = deployment["metadata"]["labels"][VERSION_LABEL]
+    assert deployment["metadata"]["name"] == f"dago-node-executor-worker-{version.replace('.', '-')}"
+    assert spec["selector"]["matchLabels"][VERSION_LABEL] == version, "the selector must pick this version's pods only"
+    assert spec["template"]["metadata"]["labels"][VERSION_LABEL] == version
+    [container] = spec["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    assert env["WORKER_BUILD_ID"] == {"name": "WORKER_BUILD_ID", "value": version}, "the build id must be pinned, not derived"
+    assert container["image"].rsplit(":", 1)[1] == version
+    return version
+
+
+def test_the_worker_deployment_is_one_version_so_the_next_can_run_beside_it(
+    deployments: dict[str, dict[str, Any]], manifests: list[tuple[str, dict[str, Any]]], configmap: dict[str, str]
+) -> None:
+    current = deployments[WORKER]
+    assert _worker_version(current) == VERSION  # the release's own version: bumped with the package
+    assert "WORKER_BUILD_ID" not in configmap, "the ConfigMap is shared by every version: the build id belongs to a Deployment"
+    build = Settings.from_env({"WORKER_BUILD_ID": VERSION})
+    from executor.deployment import build_id
+
+    assert build_id(build) == VERSION
+
+    # deploy/README.md's command writes the next version's Deployment: it coexists with this one.
+    assert RENDER_NEXT in (ROOT / "deploy" / "README.md").read_text()
+    rendered = subprocess.run(shlex.split(RENDER_NEXT), capture_output=True, text=True, check=True, timeout=30, cwd=ROOT).stdout
+    [following] = [doc for doc in yaml.safe_load_all(rendered) if doc is not None]
+    assert _worker_version(following) == NEXT_VERSION
+    assert following["metadata"]["name"] != current["metadata"]["name"]
+    pods = {name: doc["spec"]["template"]["metadata"]["labels"] for name, doc in (("current", current), ("next", following))}
+    assert not _selects(current["spec"]["selector"], pods["next"]) and not _selects(following["spec"]["selector"], pods["current"])
+    assert _schema_errors([("rendered next version", following)], K8S_VERSIONS[-1]) == []
+    # One budget covers the workers of every version (evictions stay one pod at a time during a rollout).
+    [worker_budget] = [b for b in _by_kind(manifests, "PodDisruptionBudget").values() if _selects(b["spec"]["selector"], pods["current"])]
+    assert _selects(worker_budget["spec"]["selector"], pods["next"])
+
+
+def _interpolated(value: str) -> str:
+    """A compose value as `docker compose` resolves it with nothing set in the shell: `${VAR:-default}` -> default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_compose_workers_keep_one_version_across_rebuilds(compose: dict[str, Any], tmp_path: Path) -> None:
+    """`docker compose up --build` replaces the worker in place: with the default build id (a hash
+    of the source) an edit would make a new version nobody makes current, and every node would wait.
+    Compose pins one build id instead (as `make run` does), so a rebuilt worker serves the nodes."""
+    from executor import deployment
+
+    env = {key: _interpolated(str(value)) for key, value in compose["services"]["worker"]["environment"].items()}
+    settings = Settings.from_env(env)
+    assert settings.worker_versioning, "compose keeps versioning on (a deploy can still be rolled out by hand)"
+    assert settings.worker_build_id, "compose must pin WORKER_BUILD_ID: the default changes with every edit"
+    # The build id stays the same when the source changes (the default would not).
+    sources = tmp_path / "src"
+    for package in deployment.SOURCE_PACKAGES:
+        shutil.copytree(ROOT / package, sources / package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = deployment.default_build_id(sources)
+    (sources / "workflows" / "node.py").write_text((sources / "workflows" / "node.py").read_text() + "\n# an edit\n")
+    assert deployment.default_build_id(sources) != before
+    assert deployment.build_id(settings) == settings.worker_build_id
+    assert "WORKER_BUILD_ID" in COMPOSE.read_text().split("worker:", 1)[1].split("ingress:", 1)[0], "explained beside the worker"
