@@ -1,97 +1,108 @@
-"""The LLM step: one Messages API call with the real `anthropic` async client.
+"""The LLM step: one completion by the node's provider, as a Messages-format reply.
 
-The client is built once per worker with `max_retries=0`: Temporal owns retries, so each one is
-an attempt in the history. The API key lives in the client, read from the worker's environment
-(`LLM_API_KEY`, else the SDK's own `ANTHROPIC_API_KEY` and other credentials); it never enters
-workflow inputs, history or logs. A worker with no credential at all still runs tool nodes, but
-an LLM call fails at once with a message naming the missing key, instead of sending a request the
-provider can only answer with a 401.
+Providers (activities/providers/): `anthropic`, `bedrock` and `vertex` through the `anthropic`
+SDK's clients, `openai` (any OpenAI-compatible endpoint) through the `openai` SDK. Which ones a
+worker serves is the operator's choice (`LLM_PROVIDER`, the default, plus `LLM_PROVIDERS`); a node
+picks one by `llm_config.provider`, which reaches this step inside the model name
+(`provider:model`, core/node_config.py `qualified_model`) so the workflow code stays as it is.
+A provider the worker does not serve fails the node at once, naming it: never a silent fallback.
+
+Clients are built once per worker with `max_retries=0`: Temporal owns retries, so each one is an
+attempt in the history. Keys live in the clients, read from the worker's environment; they never
+enter workflow inputs, history or logs. A worker with no credential for a provider still runs
+everything else, but a call to that provider fails at once naming the missing key, instead of
+sending a request the provider can only answer with a 401.
+
+Agent loops send a transcript reference plus the new messages (`LlmRequest.transcript`): the
+conversation is rebuilt here from the stored chain, and each call stores its own node and returns
+its reference (adapters/transcript_store.py, docs/agent.md "Transcripts").
+
+Cost: each reply's `usage.cost_usd` is estimated from the worker's price table
+(activities/providers/pricing.py); a model without a price has none (omitted, not 0).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
-import anthropic
-import httpx2
+from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from core.failures import LLM_BAD_RESPONSE, LLM_REJECTED, LLM_UNAVAILABLE, fail
-from activities.heartbeat import heartbeating
-from adapters.settings import Settings
+from activities.providers import Provider
+from activities.providers.anthropic_api import AnthropicProvider
+from activities.providers.anthropic_api import build_client as build_anthropic_client
+from activities.providers.openai_api import OpenAIProvider
+from activities.providers.openai_api import build_client as build_openai_client
+from activities.providers.pricing import PriceTable
 from adapters.metrics import Metrics
-from core.step_io import LlmReply, LlmRequest, Usage
+from adapters.settings import Settings
+from adapters.transcript_store import TranscriptStore, TranscriptUnavailable
+from core.failures import LLM_BAD_RESPONSE, LLM_REJECTED, fail
+from core.node_config import split_model
+from core.step_io import TRANSCRIPT_MISSING, LlmReply, LlmRequest, TranscriptRef
 
 log = logging.getLogger(__name__)
 
-# Retried: the provider may recover. 408 timeout, 409 conflict, 429 rate limit, 5xx, 529 overload.
-RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
+class LlmProviders:
+    """The providers one worker serves, by name; `default` answers models that name none."""
 
-def build_client(settings: Settings) -> anthropic.AsyncAnthropic:
-    """One client per worker. Its connection pool bounds the LLM calls in flight, so it is sized
-    like the worker's activity slots: a loop waiting on the model holds one connection."""
-    limits = httpx2.Limits(max_connections=settings.llm_max_connections, max_keepalive_connections=min(settings.llm_max_connections, 100))
-    return anthropic.AsyncAnthropic(
-        api_key=settings.llm_key() or None,  # None: the SDK looks for its own credentials
-        base_url=settings.llm_base_url or None,
-        max_retries=0,
-        timeout=settings.llm_timeout,
-        http_client=anthropic.DefaultAsyncHttpxClient(limits=limits),
-    )
+    def __init__(self, providers: dict[str, Provider], default: str):
+        self._providers = providers
+        self.default = default
 
+    @property
+    def names(self) -> list[str]:
+        return list(self._providers)
 
-NO_KEY = "LLM request not sent: LLM_API_KEY is not set on this worker (nor ANTHROPIC_API_KEY)"
-
-
-def has_credentials(client: anthropic.AsyncAnthropic) -> bool:
-    """Whether the client found a key, a token or a credentials provider to authenticate with."""
-    return any(value is not None for value in (client.api_key, client.auth_token, client.credentials))
-
-
-def _retry_after(headers: Any) -> float | None:
-    """The provider's `retry-after` (seconds) or `retry-after-ms`, when it sent one."""
-    try:
-        if headers.get("retry-after-ms"):
-            return float(headers["retry-after-ms"]) / 1000
-        if headers.get("retry-after"):
-            return float(headers["retry-after"])
-    except (TypeError, ValueError):
-        return None
-    return None
-
-
-def classify(exc: anthropic.APIError) -> ApplicationError:
-    """Map an SDK error to a retryable or final failure carrying the provider's message."""
-    if isinstance(exc, anthropic.APIStatusError):
-        message = f"{exc.status_code} {exc.api_message or exc.message}"
-        if exc.status_code in RETRYABLE_STATUS:
-            delay = _retry_after(exc.response.headers)
-            return ApplicationError(
-                f"LLM provider unavailable: {message}",
-                type=LLM_UNAVAILABLE,
-                next_retry_delay=None if delay is None else _seconds(delay),
+    def pick(self, qualified: str) -> tuple[Provider, str]:
+        """The provider and the bare model name of a (possibly `provider:`-qualified) model."""
+        name, model = split_model(qualified)
+        provider = self._providers.get(name or self.default)
+        if provider is None:
+            raise fail(
+                LLM_REJECTED,
+                f"LLM provider {name!r} is not configured on this worker (it serves {', '.join(self._providers)}; see LLM_PROVIDERS)",
             )
-        return fail(LLM_REJECTED, f"LLM request rejected: {message}")
-    if isinstance(exc, anthropic.APIConnectionError):  # includes timeouts
-        return ApplicationError(f"LLM provider unreachable: {exc.message}", type=LLM_UNAVAILABLE)
-    return fail(LLM_BAD_RESPONSE, f"LLM response unusable: {exc.message}")
+        return provider, model
+
+    def without_credentials(self) -> list[Provider]:
+        return [p for p in self._providers.values() if not p.has_credentials()]
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.close()
 
 
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=min(max(value, 0.0), 300.0))
+def build_providers(settings: Settings) -> LlmProviders:
+    """One client per configured provider, built once per worker (a configuration error, such as
+    Vertex without a region, stops the worker at start with the reason)."""
+    providers: dict[str, Provider] = {}
+    for name in settings.enabled_providers():
+        if name == "openai":
+            providers[name] = OpenAIProvider(*build_openai_client(settings))
+        else:
+            providers[name] = AnthropicProvider(name, build_anthropic_client(settings, name), caching=settings.prompt_caching)
+    return LlmProviders(providers, settings.llm_provider)
 
 
 class LlmActivities:
-    def __init__(self, client: anthropic.AsyncAnthropic, metrics: Metrics | None = None, known_models: set[str] | None = None):
-        self._client = client
+    def __init__(
+        self,
+        providers: LlmProviders,
+        metrics: Metrics | None = None,
+        known_models: set[str] | None = None,
+        prices: PriceTable | None = None,
+        transcripts: TranscriptStore | None = None,
+    ):
+        self._providers = providers
+        self._transcripts = transcripts  # None: no stored transcripts (a request naming one is answered TranscriptMissing)
         self._metrics = metrics or Metrics()
         self._known_models = known_models or set()
-        self._has_credentials = has_credentials(client)
+        self._prices = prices or PriceTable.load(None)
 
     def _label(self, model: str) -> str:
         """Work items choose the model: only models the operator named become metric labels."""
@@ -99,54 +110,56 @@ class LlmActivities:
 
     @activity.defn(name="call_llm")
     async def call_llm(self, request: LlmRequest) -> LlmReply:
-        """One completion; the reply's content blocks are kept as the API returned them."""
-        kwargs: dict[str, Any] = dict(
-            model=request.model,
-            max_tokens=request.max_tokens,
-            messages=request.messages,
-            # This SDK generation has no `temperature` argument; the API still takes the field.
-            extra_body={"temperature": request.temperature},
-        )
-        if request.system:
-            kwargs["system"] = request.system
-        if request.tools:
-            kwargs["tools"] = request.tools
+        """One completion; the reply's content blocks are Messages-API blocks whatever the provider."""
         began = time.monotonic()
+        label = self._label(request.model)
+        provider_name = split_model(request.model)[0] or self._providers.default
         try:
-            if not self._has_credentials:
-                raise fail(LLM_REJECTED, NO_KEY)  # final: the same worker would send it unsigned again
-            try:
-                async with heartbeating():
-                    response = await self._client.messages.create(**kwargs)
-            except anthropic.APIError as exc:
-                raise classify(exc) from None
-            except ValueError as exc:  # the SDK lets a body that is not JSON through as a decode error
-                raise fail(LLM_BAD_RESPONSE, f"LLM response unusable: not JSON ({exc})") from None
+            provider, model = self._providers.pick(request.model)
+            if not provider.has_credentials():
+                raise fail(LLM_REJECTED, provider.missing_credentials())  # final: the same worker would send it unsigned again
+            conversation = await self._conversation(request)
+            reply = await provider.complete(request.model_copy(update={"messages": conversation, "transcript": None}), model)
+            if not reply.content and reply.stop_reason not in ("end_turn", "max_tokens", "stop_sequence"):
+                raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {reply.stop_reason})")
         except ApplicationError as err:
-            self._metrics.llm(self._label(request.model), "error", time.monotonic() - began)
+            self._metrics.llm(label, "error", time.monotonic() - began, provider=provider_name)
             self._metrics.error("llm", err.type or "unknown")
             raise
-        content = [block.model_dump(exclude_none=True) for block in response.content or []]
-        if not content and response.stop_reason not in ("end_turn", "max_tokens", "stop_sequence"):
-            raise fail(LLM_BAD_RESPONSE, f"LLM reply has no content (stop_reason {response.stop_reason})")
-        usage = response.usage
+        usage = reply.usage.model_copy(update={"cost_usd": self._prices.cost(provider.name, model, reply.usage)})
         self._metrics.llm(
-            self._label(request.model), "ok", time.monotonic() - began,
-            (usage.input_tokens or 0) if usage else 0, (usage.output_tokens or 0) if usage else 0,
+            label, "ok", time.monotonic() - began, usage.input_tokens, usage.output_tokens,
+            provider=provider.name, cache_read=usage.cache_read_input_tokens,
+            cache_creation=usage.cache_creation_input_tokens, cost_usd=usage.cost_usd,
         )
         log.info(
-            "llm %s: stop %s, %s in / %s out tokens",
-            response.model,
-            response.stop_reason,
-            usage.input_tokens if usage else "?",
-            usage.output_tokens if usage else "?",
+            "llm %s %s: stop %s, %s in / %s out tokens (cache %s read, %s written), cost %s",
+            provider.name, reply.model, reply.stop_reason, usage.input_tokens, usage.output_tokens,
+            usage.cache_read_input_tokens, usage.cache_creation_input_tokens,
+            "unknown" if usage.cost_usd is None else f"${usage.cost_usd:.6f}",
         )
-        return LlmReply(
-            model=response.model or request.model,
-            content=content,
-            stop_reason=response.stop_reason,
-            usage=Usage(
-                input_tokens=(usage.input_tokens or 0) if usage else 0,
-                output_tokens=(usage.output_tokens or 0) if usage else 0,
-            ),
-        )
+        transcript = await self._keep(request, conversation, reply.content) if request.keep_transcript else None
+        return reply.model_copy(update={"usage": usage, "transcript": transcript})
+
+    async def _keep(self, request: LlmRequest, conversation: list[dict[str, Any]], reply: list[dict[str, Any]]) -> TranscriptRef | None:
+        """Store the transcript after a finished call; when that fails, return the reply without a
+        reference (the next call sends the whole conversation inline) rather than fail the
+        activity, whose retry would pay for the model call again."""
+        if self._transcripts is None:
+            return None
+        try:
+            return await self._transcripts.save(request, conversation, reply)
+        except (RedisError, OSError) as exc:
+            log.warning("transcript not stored (the next call sends it inline): %s", exc)
+            return None
+
+    async def _conversation(self, request: LlmRequest) -> list[dict[str, Any]]:
+        """The whole message list: a stored transcript the request names, then its own messages."""
+        if request.transcript is None:
+            return request.messages
+        if self._transcripts is None:
+            raise ApplicationError("this worker keeps no transcripts: send the conversation inline", type=TRANSCRIPT_MISSING, non_retryable=True)
+        try:
+            return await self._transcripts.conversation(request)
+        except TranscriptUnavailable as err:  # the loop resends the whole conversation once
+            raise ApplicationError(str(err), type=TRANSCRIPT_MISSING, non_retryable=True) from err

@@ -12,7 +12,8 @@ from temporalio import activity
 from core.failures import NODE_CONFIG, fail
 from core import keys
 from adapters.settings import Settings
-from core.node_config import MAX_NESTING, AgentNode, LlmNode, ToolNode, nested_deeper_than, parse_node_config
+from activities.providers.pricing import PriceTable
+from core.node_config import MAX_NESTING, AgentNode, LlmNode, ToolNode, nested_deeper_than, parse_node_config, qualified_model, split_model
 from core.errors import ContractError
 from core.work_item import WorkItem
 from core.step_io import ResolvedNode, StepTimeouts
@@ -54,6 +55,7 @@ class ResolveActivities:
         self._redis = redis_client
         self._settings = settings
         self._search_attributes = search_attributes
+        self._prices = PriceTable.load(settings.llm_prices_file)
 
     async def _graph_state(self, graph_id: str, required: bool) -> dict[str, Any]:
         key = keys.graph_state(graph_id)
@@ -94,11 +96,44 @@ class ResolveActivities:
             raise fail(NODE_CONFIG, str(exc)) from None
         model = None
         if isinstance(node, (LlmNode, AgentNode)):
-            model = node.llm_config.model or self._settings.llm_model
+            model = qualified_model(node.llm_config.provider, self._model_for(node.llm_config.provider, node.llm_config.model))
         if isinstance(node, AgentNode) and node.max_iterations is None:
             node = node.model_copy(update={"max_iterations": self._settings.max_iterations})
+        if isinstance(node, AgentNode) and node.require_approval and not node.approvers and self._settings.approvers:
+            node = node.model_copy(update={"approvers": self._settings.approvers})  # the worker's APPROVERS
+        if isinstance(node, AgentNode):
+            node = self._with_budgets(node, model or "")
         log.info("resolved node %s/%s as %s", item.graph_id, item.node_id, node.mode)
         return ResolvedNode(node=node, model=model, timeouts=self.timeouts(), search_attributes=self._search_attributes)
+
+    def _with_budgets(self, node: AgentNode, model: str) -> AgentNode:
+        """The worker's default budgets where the node sets none (in the history, so a replay and
+        every later run of the loop see the same limits). A cost budget needs the model's price:
+        without one it could never be enforced, so that is a config error before any call."""
+        s = self._settings
+        update: dict[str, Any] = {}
+        if node.max_total_tokens is None and s.node_max_total_tokens:
+            update["max_total_tokens"] = s.node_max_total_tokens
+        if node.max_cost_usd is None and s.node_max_cost_usd:
+            update["max_cost_usd"] = s.node_max_cost_usd
+        node = node.model_copy(update=update) if update else node
+        provider, name = split_model(model)
+        if node.max_cost_usd is not None and self._prices.price(provider or s.llm_provider, name) is None:
+            raise fail(
+                NODE_CONFIG,
+                f"node config: max_cost_usd {node.max_cost_usd} cannot be enforced: model {name!r} has no price on this worker (LLM_PRICES_FILE)",
+            )
+        return node
+
+    def _model_for(self, provider: str | None, model: str | None) -> str:
+        """The node's model; a provider the operator did not configure, or another provider
+        than the default without a model (`LLM_MODEL` is the default provider's), is a config error."""
+        s = self._settings
+        if provider is not None and provider not in s.enabled_providers():
+            raise fail(NODE_CONFIG, f"node config: llm_config.provider {provider!r} is not configured on this worker (LLM_PROVIDERS: {', '.join(s.enabled_providers())})")
+        if model is None and provider not in (None, s.llm_provider):
+            raise fail(NODE_CONFIG, f"node config: llm_config.model required with llm_config.provider {provider!r} (LLM_MODEL is for {s.llm_provider})")
+        return model or s.llm_model
 
     def timeouts(self) -> StepTimeouts:
         s = self._settings

@@ -12,7 +12,10 @@ tests do), then measures:
 4. tool nodes with 2 worker processes, and with scratch experiments (monkeypatches applied only
    in bench worker processes) that measure what a core change would buy;
 5. many agent loops waiting on a slow LLM on one worker: how many are in flight, at what RSS;
-6. for reference, a stock dev server without `history.transferProcessorMaxPollRPS=1000`.
+6. one long agent loop (100 rounds, ~800 KB conversation): history bytes per model call,
+   external storage, billed tokens, as shipped and before transcripts (bench/long_loop.py;
+   alone: `python -m bench --only long-loop`);
+7. for reference, a stock dev server without `history.transferProcessorMaxPollRPS=1000`.
 
 Figures go to stdout (a table) and to `test-artifacts/bench-results.json`.
 See docs/performance.md.

@@ -4,7 +4,9 @@ A small asyncio server (one coroutine per connection, one write per response), s
 scripted LLM's language (its reply helpers come from doubles/scripted_llm.py): `echo*` models
 echo the prompt at once; `bench-agent-k<K>*` models answer with a `calculate` tool_use for the
 first K-1 turns of a transcript and with text on turn K (an agent node of K iterations);
-`bench-hold*` models are held until `POST /release` (or `--hold` seconds), then answered with
+`bench-long-r<R>-kb<K>*` models ask for K KiB of the `blob` tool R times, then answer, their
+usage metered with a prompt cache (doubles/metering.py; `GET /conversation/<model>` gives the last
+request's message count and bytes); `bench-hold*` models are held until `POST /release` (or `--hold` seconds), then answered with
 text. `GET /stats` reports how many calls are held now and the most held at once; `POST /reset`
 holds again and restarts the high-water marks.
 
@@ -26,9 +28,11 @@ import signal
 import sys
 from typing import Any
 
+from doubles.metering import PromptCache
 from doubles.scripted_llm import Step, last_user_text, message, text, tool_use
 
 AGENT_MODEL = re.compile(r"^bench-agent-k(\d+)")
+LONG_MODEL = re.compile(r"^bench-long-r(\d+)-kb(\d+)")  # the long-loop row (bench/long_loop.py)
 
 
 def agent_turns(k: int, body: dict[str, Any]) -> Step:
@@ -37,6 +41,17 @@ def agent_turns(k: int, body: dict[str, Any]) -> Step:
     if done < k - 1:
         return tool_use(("calculate", {"expression": f"{done}+1"}))
     return text(f"done after {done + 1} turns")
+
+
+def long_loop_turn(body: dict[str, Any]) -> Step:
+    """Round n of a long loop: the `blob` tool for K KiB, R times, then the final text."""
+    match = LONG_MODEL.match(str(body.get("model")))
+    assert match is not None
+    rounds, kib = int(match.group(1)), int(match.group(2))
+    done = sum(1 for m in body.get("messages") or [] if m.get("role") == "assistant")
+    if done < rounds:
+        return tool_use(("blob", {"kilobytes": kib, "tag": f"part {done + 1} of {rounds}"}))
+    return text(f"read all {rounds} parts")
 
 
 def agent_responder(body: dict[str, Any]) -> Step:
@@ -56,9 +71,16 @@ class SlowLLM:
         self.connections = 0
         self.max_connections = 0
         self.release = asyncio.Event()
+        self.prompt_cache = PromptCache()
+        self.conversations: dict[str, dict[str, int]] = {}  # long-loop model -> its last request's messages
 
     def answer(self, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model"))
+        if LONG_MODEL.match(model):  # metered like the provider bills it, the conversation's size kept
+            step = long_loop_turn(body)
+            messages = body.get("messages") or []
+            self.conversations[model] = {"messages": len(messages), "bytes": sum(len(json.dumps(m)) for m in messages)}
+            return message(step.body["content"], step.body["stop_reason"], model, self.prompt_cache.usage(body, step.body["content"]))
         if model.startswith("bench-agent"):
             step = agent_responder(body)
         else:
@@ -71,6 +93,8 @@ class SlowLLM:
                 "held": self.held, "max_held": self.max_held, "served": self.served,
                 "connections": self.connections, "max_connections": self.max_connections,
             }
+        if method == "GET" and path.startswith("/conversation/"):
+            return 200, self.conversations.get(path.removeprefix("/conversation/"), {"messages": 0, "bytes": 0})
         if method == "POST" and path == "/release":
             self.release.set()
             return 200, {"released": self.held}

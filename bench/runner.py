@@ -33,7 +33,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import baseline, report, waiting
+from bench import baseline, long_loop, report, waiting
 from bench.direct import Direct
 from bench.stack import API_KEY, ROOT, BenchStack, Service, cpu_seconds, load_average, system_busy_seconds
 from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver, watched
@@ -76,6 +76,8 @@ class Plan:
     stock_reference: bool = True
     waiting: bool = True
     only_waiting: bool = False
+    long_loop: bool = True  # the long-loop row (bench/long_loop.py)
+    only_long_loop: bool = False
     budget_seconds: float = 300.0  # optional phases are skipped when the rest would not fit
 
 
@@ -257,7 +259,8 @@ async def eager_phase(client: Any, plan: Plan) -> dict[str, Any]:
 # -- the run --------------------------------------------------------------------------------------
 
 WAITING_SECONDS = 60.0  # what one waiting-loops variant takes, about (2000 loops on 2 cores)
-STOCK_SECONDS = 25.0  # the stock-server reference: a server start, 2 × 35 nodes one at a time
+STOCK_SECONDS = 25.0
+LONG_LOOP_SECONDS = 90.0  # the long-loop row, about (100 rounds as shipped, then before transcripts, on 2 cores)  # the stock-server reference: a server start, 2 × 35 nodes one at a time
 
 
 async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str, Any]) -> None:
@@ -268,8 +271,16 @@ async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str,
     await reader.start()
     try:
         client = await baseline.connect(stack.temporal_address)
+        if plan.only_long_loop:
+            await long_loop_phase(stack, redis, reader, client, results)
+            return
         if not plan.only_waiting:
             await main_phases(stack, plan, clock, redis, reader, client, results)
+        if plan.long_loop and not plan.only_waiting:
+            if clock.left() < LONG_LOOP_SECONDS + (STOCK_SECONDS if plan.stock_reference else 0):
+                results["skipped"].append("long loop: time budget (run it alone: python -m bench --only long-loop)")
+            else:
+                await long_loop_phase(stack, redis, reader, client, results)
         if plan.waiting:
             await waiting_phase(stack, plan, clock, redis, reader, client, results)
         if plan.stock_reference and not plan.only_waiting:
@@ -310,6 +321,14 @@ async def main_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, r
         results["workloads"][f"exp_{name}_tool"] = exp["tool"]
     if plan.eager:
         results["eager"]["dev server as shipped"] = await eager_phase(client, plan)
+
+
+async def long_loop_phase(stack: BenchStack, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
+    say(f"long loop: one agent node, {long_loop.ROUNDS} rounds of {long_loop.KIB_PER_ROUND} KiB tool results")
+    results["long_loop"] = await long_loop.measure(stack, redis, reader, client)
+    say(long_loop.lines(results["long_loop"]))
+    results["long_loop_before"] = await long_loop.measure(stack, redis, reader, client, patches="no-transcripts")
+    say(long_loop.lines(results["long_loop_before"]))
 
 
 async def waiting_phase(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
@@ -382,16 +401,21 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
     results["seconds"] = round(clock.elapsed, 1)
     results["machine_cores_busy_mean"] = round((system_busy_seconds() - busy0) / clock.elapsed, 2)
     report.write_json(results, out_path)
-    print()
-    print(report.table(results))
-    print()
-    print(report.cpu_table(results))
+    if results["workloads"] or results["direct"]:
+        print()
+        print(report.table(results))
+        print()
+        print(report.cpu_table(results))
     if results["waiting"]:
         print()
         print(report.waiting_table(results))
     if results["eager"]:
         print()
         print(report.eager_lines(results))
+    if results.get("long_loop"):
+        print()
+        print(long_loop.lines(results["long_loop"]))
+        print(long_loop.lines(results["long_loop_before"]))
     if results.get("stock_server"):
         print()
         print(report.stock_lines(results))
@@ -411,6 +435,8 @@ def cli() -> None:
     p.add_argument("--loops", type=int, default=None, help="waiting agent loops (default 2000)")
     p.add_argument("--waiting", default=None, help=f"worker settings of the waiting loops, from {','.join(WAITING_VARIANTS)} (default: defaults,shipped)")
     p.add_argument("--only-waiting", action="store_true", help="only the waiting agent loops")
+    p.add_argument("--only", choices=["long-loop"], default=None, help="only this row (long-loop: 100 rounds over an ~800 KB conversation)")
+    p.add_argument("--no-long-loop", action="store_true", help="skip the long-loop row")
     p.add_argument("--experiments", default=None, help=f"','-separated tool-node experiments, from {','.join(EXPERIMENTS)} (default: all of them)")
     p.add_argument("--no-stock", action="store_true", help="skip the stock dev server reference")
     p.add_argument("--burst", type=int, default=None, help="N started at once (default 200)")
@@ -428,6 +454,8 @@ def cli() -> None:
         plan.stock_reference = False
     plan.waiting_loops = args.loops or plan.waiting_loops
     plan.only_waiting = args.only_waiting
+    plan.only_long_loop = args.only == "long-loop"
+    plan.long_loop = not args.no_long_loop
     if args.experiments is not None:
         plan.experiments = tuple(e for e in args.experiments.split(",") if e)
         if unknown := [e for e in plan.experiments if e not in EXPERIMENTS]:

@@ -6,6 +6,8 @@ with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker run
   unsandboxed           workflow_runner=UnsandboxedWorkflowRunner()
   no-search-attributes  the workflow sets no search attributes (as if they were not registered)
   heartbeat=S           activities heartbeat every S seconds while they wait (ours: 2)
+  no-transcripts        no transcript store: every call_llm input carries the whole conversation,
+                        as before transcripts (the long-loop row's "before", bench/long_loop.py)
 
 What the executor can set by environment is set that way instead (`WORKER_MAX_ACTIVITIES`,
 `WORKER_MAX_CACHED_WORKFLOWS`, `LLM_MAX_CONNECTIONS` on the worker, `LOCAL_STEPS` on the ingress).
@@ -29,7 +31,7 @@ def parse(spec: str) -> dict[str, str]:
     return patches
 
 
-KNOWN = {"wftasks", "pollers", "unsandboxed", "no-search-attributes", "heartbeat"}
+KNOWN = {"wftasks", "pollers", "unsandboxed", "no-search-attributes", "heartbeat", "no-transcripts"}
 
 
 def apply(patches: dict[str, str]) -> None:
@@ -54,6 +56,9 @@ def apply(patches: dict[str, str]) -> None:
         from activities import heartbeat
 
         heartbeat.heartbeating.__wrapped__.__defaults__ = (float(patches["heartbeat"]),)  # type: ignore[attr-defined]
+
+    if "no-transcripts" in patches:
+        worker_module.TranscriptStore = lambda *args, **kwargs: None  # type: ignore[assignment,misc]
 
     def tuned_worker(*args: Any, **kwargs: Any) -> Worker:
         return Worker(*args, **{**kwargs, **options})

@@ -16,6 +16,11 @@ def claim_checked_payload(sha256: str) -> str:
     return f"executor:payload:{sha256}"
 
 
+def transcript_node(sha256: str) -> str:
+    """One link of an agent loop's stored conversation (adapters/transcript_store.py), by content hash."""
+    return f"executor:transcript:{sha256}"
+
+
 def report_lease(workflow_id: str) -> str:
     """Held for seconds by the watchdog reporting a workflow and by `rerun` re-running it, so the
     two never interleave (adapters/result_marker.py)."""

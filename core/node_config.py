@@ -57,11 +57,37 @@ def nested_deeper_than(value: Any, limit: int) -> bool:
 
 
 
+Provider = Literal["anthropic", "openai", "bedrock", "vertex"]
+PROVIDERS: tuple[Provider, ...] = ("anthropic", "openai", "bedrock", "vertex")
+
+
+def qualified_model(provider: str | None, model: str) -> str:
+    """`provider:model` when a node names its provider, else the model alone (the worker's default
+    provider). The qualified name is what travels to the LLM step (`LlmRequest.model`), so the
+    workflow code and recorded histories stay as they are; `split_model` undoes it."""
+    return f"{provider}:{model}" if provider else model
+
+
+def split_model(model: str) -> tuple[Provider | None, str]:
+    """(`provider`, `model`) of a possibly qualified model name; (None, model) when it names no
+    provider. Only a known provider's name before the first `:` counts, so Ollama's `llama3.1:8b`
+    or Bedrock's `anthropic.claude-…-v1:0` stay whole."""
+    head, sep, rest = model.partition(":")
+    if sep and rest and head in PROVIDERS:
+        return head, rest  # type: ignore[return-value]
+    return None, model
+
+
 class LlmConfig(BaseModel):
-    """`llm_config` of llm and agent nodes. `model` None means the worker's `LLM_MODEL`."""
+    """`llm_config` of llm and agent nodes. `model` None means the worker's `LLM_MODEL`.
+
+    `provider` picks one of the providers the operator configured on the worker (`LLM_PROVIDERS`);
+    None means the worker's `LLM_PROVIDER`. It is a name, never a URL or a key: a work item cannot
+    point the worker anywhere the operator did not."""
 
     model_config = ConfigDict(extra="ignore")
 
+    provider: Provider | None = None
     model: str | None = Field(default=None, min_length=1, max_length=MAX_MODEL_CHARS)
     prompt: str | None = None
     system: str | None = None
@@ -95,7 +121,15 @@ class AgentNode(BaseModel):
     system: str = DEFAULT_SYSTEM
     max_iterations: int | None = Field(default=None, ge=1, le=10_000)
     require_approval: list[str] = Field(default_factory=list)
+    # Who may decide a call under `require_approval`: `tool_approvers[tool]`, else `approvers`
+    # (the worker's `APPROVERS` when the node names none), else anyone who can reach the node.
+    approvers: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    tool_approvers: dict[str, list[Annotated[str, Field(min_length=1)]]] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0, le=7 * 86_400)
+    # Budgets: the loop fails once its model calls used more (NODE_MAX_TOTAL_TOKENS /
+    # NODE_MAX_COST_USD when unset). Tokens count input, output, cache reads and cache writes.
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _approvals_name_listed_tools(self) -> AgentNode:
@@ -103,7 +137,15 @@ class AgentNode(BaseModel):
         unknown = [name for name in self.require_approval if name not in self.tools]
         if unknown:
             raise ValueError(f"require_approval names tools not in tools: {', '.join(unknown)}")
+        # Approvers for a tool that needs no approval would guard nothing: likely a misspelling.
+        unguarded = [name for name in self.tool_approvers if name not in self.require_approval]
+        if unguarded:
+            raise ValueError(f"tool_approvers names tools not in require_approval: {', '.join(unguarded)}")
         return self
+
+    def approvers_of(self, tool: str) -> list[str]:
+        """Who may decide a call of `tool`; empty: anyone."""
+        return self.tool_approvers.get(tool) or self.approvers
 
 
 NodeConfig = Annotated[ToolNode | LlmNode | AgentNode, Field(discriminator="mode")]

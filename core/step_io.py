@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 from core.node_config import NodeConfig
 from core.work_item import WorkItem
@@ -36,21 +36,73 @@ class ResolvedNode(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens and estimated cost of one LLM call, or of a whole agent loop (summed with `+`).
+
+    The meaning is Anthropic's whatever the provider: `input_tokens` are the uncached input tokens;
+    `cache_read_input_tokens` / `cache_creation_input_tokens` are counted apart (OpenAI's
+    `prompt_tokens_details.cached_tokens` / `cache_write_tokens` map to them, and are subtracted
+    from its `prompt_tokens`, which includes them). `cost_usd` is the worker's estimate from its
+    price table; None when the model has no price there (unknown, so never a misleading 0), and a
+    sum with an unknown part is unknown, but an empty part (no tokens: no call yet) adds nothing.
+
+    Serialised compactly: the cache counts only when non-zero, `cost_usd` only when known, so a
+    result event carries `{"input_tokens", "output_tokens"}` at least and never a `null` cost.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cost_usd: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in ("cache_creation_input_tokens", "cache_read_input_tokens"):
+            if not data.get(name):
+                data.pop(name, None)
+        if data.get("cost_usd") is None:
+            data.pop("cost_usd", None)
+        return data
+
+    @property
+    def empty(self) -> bool:
+        return not (self.input_tokens or self.output_tokens or self.cache_creation_input_tokens or self.cache_read_input_tokens)
 
     def __add__(self, other: Usage) -> Usage:
+        parts = [u.cost_usd for u in (self, other) if not u.empty]
+        cost = None if not parts or None in parts else round(sum(p for p in parts if p is not None), 9)
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cache_creation_input_tokens=self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
+            cost_usd=cost,
         )
 
 
+class TranscriptRef(BaseModel):
+    """A stored transcript (adapters/transcript_store.py): the chain node `key` names holds the
+    conversation's first `messages` messages, the assistant turn of the call that stored it last."""
+
+    key: str
+    messages: int
+
+
+TRANSCRIPT_MISSING = "TranscriptMissing"  # call_llm's error when a chain node is gone: the agent resends everything
+
+
 class LlmRequest(BaseModel):
-    """One Messages API call. `tools` are tool definitions in the API's own shape."""
+    """One Messages API call. `tools` are tool definitions in the API's own shape.
+
+    With `transcript`, `messages` are only the ones after it (an agent loop's tool results): the
+    activity puts the stored conversation in front. Without it, `messages` are the whole
+    conversation (every request before transcripts existed, and the first of each loop)."""
 
     model: str
     messages: list[dict[str, Any]]
+    transcript: TranscriptRef | None = None
+    keep_transcript: bool = False  # store the conversation after this call (agent loops) and return its ref
     system: str | None = None
     tools: list[dict[str, Any]] = Field(default_factory=list)
     temperature: float = 0.7
@@ -64,6 +116,7 @@ class LlmReply(BaseModel):
     content: list[dict[str, Any]]
     stop_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
+    transcript: TranscriptRef | None = None  # the conversation including this turn, stored (None: not stored)
 
     @property
     def text(self) -> str:
@@ -118,6 +171,19 @@ class ToolCallRecord(BaseModel):
     is_error: bool = False
 
 
+class ApprovalRecord(BaseModel):
+    """A decision as the node keeps it (state, result event, `executor show`): who, when, what."""
+
+    call_id: str
+    tool: str
+    iteration: int
+    approved: bool
+    approver: str | None = None
+    identity: str | None = None
+    reason: str | None = None
+    decided_at: datetime
+
+
 class AgentState(BaseModel):
     """The agent loop's state: transcript, counters, usage. It is all the loop needs to go on in a
     new run after continue-as-new (where it travels as `NodeInput.carry`)."""
@@ -130,6 +196,8 @@ class AgentState(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     started_at: datetime | None = None  # the first run's start, for the event's duration
     runs: int = 1
+    approvals: list[ApprovalRecord] = Field(default_factory=list)  # decisions so far, in order
+    transcript: TranscriptRef | None = None  # the stored prefix of `messages` (docs/agent.md "Transcripts")
 
 
 class PendingApproval(BaseModel):
@@ -140,10 +208,21 @@ class PendingApproval(BaseModel):
 
 
 class ApprovalDecision(BaseModel):
+    """The `decide` update's argument. `by` is the approver the caller names (the CLI's `--by`);
+    `identity` is the caller's Temporal client identity, which the Python SDK does not hand to
+    update handlers, so the client sends it here (the server also records it in the history's
+    update event). Both are claims: nothing but the server's authorizer checks them."""
+
     call_id: str
     approve: bool
     reason: str | None = None
     by: str | None = None
+    identity: str | None = None
+
+    @property
+    def approver(self) -> str | None:
+        """Who decided: the named approver, else the client's identity."""
+        return self.by or self.identity
 
 
 class NodeInput(BaseModel):

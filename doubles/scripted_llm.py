@@ -1,10 +1,17 @@
-"""A scripted Messages-API server on loopback, for tests, benchmarks and the offline dev stack.
+"""A scripted LLM server on loopback, for tests, benchmarks and the offline dev stack.
 
-The real `anthropic` client talks to it over HTTP (`base_url`). Each model name has its own
-script, so concurrent tests never share answers: a script is a list of steps consumed in order,
-each a reply (text or tool_use blocks), an HTTP error (status, headers) or a malformed body,
-optionally held for some seconds first. Every request is recorded with its headers and body.
-A model with no script answers with `echo: <last user text>` (`echo*` models) or a clear 400.
+The real SDK clients talk to it over HTTP (`base_url`), on each provider's own path:
+- Anthropic Messages: `POST /v1/messages` (`anthropic.AsyncAnthropic`);
+- OpenAI Chat Completions: `POST /v1/chat/completions` or `/chat/completions` (`openai.AsyncOpenAI`,
+  doubles/scripted_openai.py writes the OpenAI shapes);
+- Bedrock: `POST /model/{model}/invoke` (`anthropic.AsyncAnthropicBedrock`, SigV4-signed; not checked);
+- Vertex AI: `POST …/publishers/anthropic/models/{model}:rawPredict` (`anthropic.AsyncAnthropicVertex`),
+  plus `POST /token`, an OAuth token endpoint for Google's Application Default Credentials.
+Each model name has its own script, whatever the path, so concurrent tests never share answers: a
+script is a list of steps consumed in order, each a reply (text or tool_use blocks), an HTTP error
+(status, headers) or a malformed body, optionally held for some seconds first. Every request is
+recorded with its API, path, headers and body. A model with no script answers with
+`echo: <last user text>` (`echo*` models) or a clear 400.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import urllib.parse
 import threading
 import time
 from collections import defaultdict
@@ -19,6 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from doubles.metering import METERED, PromptCache  # noqa: F401  (METERED: for scripts)
+from doubles.scripted_openai import chat_completion, chat_error, messages_body
 
 
 @dataclass
@@ -33,7 +44,17 @@ class Step:
 _ids = itertools.count(1)
 
 
-def message(content: list[dict[str, Any]], stop_reason: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
+def message(content: list[dict[str, Any]], stop_reason: str, model: str, usage: tuple[int, ...] | dict[str, int]) -> dict[str, Any]:
+    """`usage`: (input, output) tokens, optionally then (cache read, cache creation); or the
+    counts themselves (metered from the request, doubles/metering.py)."""
+    if isinstance(usage, dict):
+        counts = dict(usage)
+    else:
+        counts = {"input_tokens": usage[0], "output_tokens": usage[1]}
+        if len(usage) > 2:
+            counts["cache_read_input_tokens"] = usage[2]
+        if len(usage) > 3:
+            counts["cache_creation_input_tokens"] = usage[3]
     return {
         "id": f"msg_{next(_ids):06d}",
         "type": "message",
@@ -42,18 +63,18 @@ def message(content: list[dict[str, Any]], stop_reason: str, model: str, usage: 
         "content": content,
         "stop_reason": stop_reason,
         "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        "usage": counts,
     }
 
 
-def text(reply: str, *, usage: tuple[int, int] = (10, 5), stop_reason: str = "end_turn", hold: float = 0.0) -> Step:
+def text(reply: str, *, usage: tuple[int, ...] | None = (10, 5), stop_reason: str = "end_turn", hold: float = 0.0) -> Step:
     return Step(body={"content": [{"type": "text", "text": reply}], "stop_reason": stop_reason, "usage": usage}, hold=hold)
 
 
 def tool_use(
     *calls: tuple[str, dict[str, Any]],
     say: str | None = None,
-    usage: tuple[int, int] = (10, 5),
+    usage: tuple[int, ...] | None = (10, 5),
     hold: float = 0.0,
     stop_reason: str = "tool_use",
 ) -> Step:
@@ -85,8 +106,29 @@ def drop(hold: float = 0.0) -> Step:
 @dataclass
 class Recorded:
     headers: dict[str, str]
-    body: dict[str, Any]
+    body: dict[str, Any]  # as sent, in the API's own format
     at: float = field(default_factory=time.monotonic)
+    api: str = "anthropic"  # anthropic, openai, bedrock or vertex
+    path: str = "/v1/messages"
+    messages: dict[str, Any] = field(default_factory=dict)  # the body in Messages format (what the script saw)
+
+
+_VERTEX = re.compile(r"/publishers/anthropic/models/([^/:]+):rawPredict$")
+_BEDROCK = re.compile(r"^/model/([^/]+)/invoke$")
+
+
+def route(path: str) -> tuple[str, str | None] | None:
+    """(api, model named by the path) for a request path; None when no API lives there."""
+    path = path.split("?")[0].rstrip("/")
+    if path.endswith("/v1/messages"):
+        return "anthropic", None
+    if path.endswith("/chat/completions"):
+        return "openai", None
+    if found := _BEDROCK.search(path):
+        return "bedrock", urllib.parse.unquote(found.group(1))
+    if found := _VERTEX.search(path):
+        return "vertex", urllib.parse.unquote(found.group(1))
+    return None
 
 
 class _Server(ThreadingHTTPServer):
@@ -104,6 +146,8 @@ class ScriptedLLM:
         self._responders: dict[str, Callable[[dict[str, Any]], Step]] = {}
         self._server = _Server((host, port), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, name="scripted-llm", daemon=True)
+        self.tokens_issued = 0  # OAuth tokens handed out on /token (Vertex's credentials)
+        self.prompt_cache = PromptCache()  # for steps scripted with `usage=METERED`
 
     @property
     def base_url(self) -> str:
@@ -169,17 +213,29 @@ class ScriptedLLM:
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length)
-                if not self.path.rstrip("/").endswith("/v1/messages"):
+                if self.path.rstrip("/") == "/token":  # Google OAuth: a refresh-token grant
+                    with server._lock:
+                        server.tokens_issued += 1
+                        token = f"ya29.scripted-{server.tokens_issued}"
+                    return self._send(Step(body={"access_token": token, "expires_in": 3600, "token_type": "Bearer"}))
+                routed = route(self.path)
+                if routed is None:
                     return self._send(Step(status=404, body={"type": "error", "error": {"type": "not_found_error", "message": self.path}}))
+                api, path_model = routed
                 try:
                     body = json.loads(raw)
                 except json.JSONDecodeError:
-                    return self._send(error(400, "request body is not JSON"))
+                    return self._send(error(400, "request body is not JSON"), api)
+                model = path_model or str(body.get("model"))
+                as_messages = messages_body(body) if api == "openai" else {**body, "model": model}
                 with server._lock:
-                    server._requests[str(body.get("model"))].append(
-                        Recorded(headers={k.lower(): v for k, v in self.headers.items()}, body=body)
+                    server._requests[model].append(
+                        Recorded(
+                            headers={k.lower(): v for k, v in self.headers.items()}, body=body,
+                            api=api, path=self.path, messages=as_messages,
+                        )
                     )
-                step = server._next_step(body)
+                step = server._next_step(as_messages)
                 if step.hold:
                     time.sleep(step.hold)
                 if step.drop:
@@ -187,15 +243,23 @@ class ScriptedLLM:
                     self.connection.shutdown(2)
                     return
                 if step.status == 200 and isinstance(step.body, dict) and "type" not in step.body:
+                    usage = step.body["usage"]
+                    if usage is METERED:
+                        usage = server.prompt_cache.usage(as_messages, step.body["content"])
                     step = Step(
                         status=200,
-                        body=message(step.body["content"], step.body["stop_reason"], str(body.get("model")), step.body["usage"]),
+                        body=message(step.body["content"], step.body["stop_reason"], model, usage),
                         headers=step.headers,
                     )
-                self._send(step)
+                self._send(step, api)
 
-            def _send(self, step: Step) -> None:
-                payload = step.body if isinstance(step.body, str) else json.dumps(step.body)
+            def _send(self, step: Step, api: str = "anthropic") -> None:
+                body = step.body
+                if api == "openai" and isinstance(body, dict):
+                    body = chat_completion(body) if body.get("type") == "message" else chat_error(body)
+                elif api == "bedrock" and isinstance(body, dict) and body.get("type") == "error":
+                    body = {"message": body["error"]["message"]}  # Bedrock's own error shape
+                payload = body if isinstance(body, str) else json.dumps(body)
                 data = payload.encode()
                 try:
                     self.send_response(step.status)

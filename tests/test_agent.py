@@ -8,6 +8,7 @@ import time
 import uuid
 
 from doubles.scripted_llm import text, tool_use
+from tests.support.requests import unmarked
 from tests.support.stack import Stack, wait_until
 
 
@@ -20,7 +21,7 @@ def agent(model: str, tools: list[str], **extra: object) -> dict:
 
 
 def tool_results(request) -> list[dict]:
-    last = request.body["messages"][-1]
+    last = unmarked(request.body)["messages"][-1]
     assert last["role"] == "user"
     return [b for b in last["content"] if b["type"] == "tool_result"]
 
@@ -52,8 +53,8 @@ def test_multi_iteration_loop_feeds_tool_results_back(stack: Stack, llm) -> None
         assert set(names) == {"calculate", "get_weather"}
         assert names["calculate"]["input_schema"]["required"] == ["expression"]
         assert names["get_weather"]["input_schema"]["properties"]["city"]["type"] == "string"
-        assert request.body["system"] == "You are terse."
-    assert first.body["messages"] == [{"role": "user", "content": "Work it out."}]
+        assert unmarked(request.body)["system"] == "You are terse."
+    assert unmarked(first.body)["messages"] == [{"role": "user", "content": "Work it out."}]
     # The assistant turn is kept as the API returned it, then answered with tool_result blocks.
     assistant = second.body["messages"][1]
     assert assistant["role"] == "assistant" and [b["type"] for b in assistant["content"]] == ["text", "tool_use"]
@@ -206,7 +207,7 @@ def test_offline_model_of_the_dev_stack_drives_a_real_loop(stack: Stack) -> None
     assert out["result"] == "Done. The tools answered: 84"
 
 
-def test_big_tool_results_go_through_the_claim_check(stack: Stack, llm) -> None:
+def test_big_tool_results_go_to_payload_storage(stack: Stack, llm) -> None:
     model = model_name()
     tag = uuid.uuid4().hex[:8]
     llm.script(model, tool_use(("blob", {"kilobytes": 300, "tag": tag})), text("read it all"))
@@ -223,11 +224,12 @@ def test_big_tool_results_go_through_the_claim_check(stack: Stack, llm) -> None:
         if e.HasField("activity_task_completed_event_attributes"):
             payloads += e.activity_task_completed_event_attributes.result.payloads
     assert max(len(p.SerializeToString()) for p in payloads) < 16 * 1024  # no big payload in the history...
-    claims = [json.loads(p.data) for p in payloads if p.metadata.get("encoding") == b"json/claim-check"]
-    assert len(claims) >= 2  # ...but readable references: the tool's result, the next LLM call's input
-    assert all(c["claim_check"].startswith("executor:payload:") and c["bytes"] > 300 * 1024 for c in claims)
-    keys = stack.redis.keys("executor:payload:*")
-    assert keys and all(stack.redis.ttl(k) > 0 for k in keys)
+    references = [p for p in payloads if p.metadata.get("messageType") == b"temporal.api.sdk.v1.ExternalStorageReference"]
+    assert len(references) >= 2  # ...but the SDK's references: the tool's result, the next LLM call's input
+    assert all(r.external_payloads[0].size_bytes > 300 * 1024 for r in references)
+    claims = [json.loads(r.data)["claimData"] for r in references]
+    assert all(c["key"] == f"executor:payload:{c['sha256']}" for c in claims)  # content-addressed
+    assert all(stack.redis.ttl(c["key"]) > 7 * 86_400 for c in claims)  # kept as long as a node may run (8 days by default)
 
 
 def _scheduled_activities(stack: Stack, workflow_id: str) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from core.step_io import ApprovalDecision, ToolCall, ToolResult
+from core.step_io import ApprovalDecision, LlmReply, ToolCall, ToolResult
 from tests.support.stub_activities import (
     StubSteps,
     echo,
@@ -187,3 +187,38 @@ async def test_a_tool_use_cut_at_max_tokens_never_runs_the_tool(env: WorkflowEnv
     outcome = run.outcome
     assert outcome.status == "failed"
     assert outcome.error == "the model's turn was cut at max_tokens (50) in iteration 1 while asking for book: its input may be truncated, so no tool was called"
+
+
+async def test_a_token_budget_ends_the_loop_counting_every_run_before_the_next_tool(env: WorkflowEnvironment) -> None:
+    # Each turn uses 13 tokens; the loop continues as new every few turns, so the budget is only
+    # met in a later run, and must count the earlier runs' tokens too.
+    steps = StubSteps(
+        resolved(agent(["weather"], max_iterations=20, max_total_tokens=60), continue_as_new_events=50),
+        replies=[tool_use(("weather", {"city": f"city-{n}"}), turn=n) for n in range(1, 9)] + [text("never reached")],
+        tools={"weather": weather},
+    )
+
+    run = await run_node(env, steps)
+
+    outcome = run.outcome
+    assert (outcome.status, outcome.error) == ("failed", "budget of 60 tokens exceeded after 5 iterations (65 tokens used)")
+    assert outcome.run_id != run.handle.first_execution_run_id  # the budget was met in a later run
+    assert outcome.details["usage"] == {"input_tokens": 50, "output_tokens": 15}
+    assert len(steps.of("call_llm")) == 5 and len(steps.tools_called()) == 4  # the fifth turn's tool never ran
+
+
+async def test_a_cost_budget_ends_the_loop_once_spent(env: WorkflowEnvironment) -> None:
+    def priced(turn: int) -> LlmReply:
+        reply = tool_use(("weather", {"city": f"city-{turn}"}), turn=turn)
+        return reply.model_copy(update={"usage": reply.usage.model_copy(update={"cost_usd": 0.01})})
+
+    steps = StubSteps(
+        resolved(agent(["weather"], max_cost_usd=0.025)),
+        replies=[priced(n) for n in range(1, 6)],
+        tools={"weather": weather},
+    )
+
+    run = await run_node(env, steps)
+
+    assert (run.outcome.status, run.outcome.error) == ("failed", "budget of $0.025 exceeded after 3 iterations ($0.030000 spent)")
+    assert len(steps.tools_called()) == 2

@@ -61,6 +61,22 @@ def test_worker_killed_during_llm_call_resumes_without_repeating_finished_calls(
     assert len(s.events(graph, node)) == 1
 
 
+def test_a_token_budget_counts_the_calls_before_a_worker_crash(crash_stack: Stack, llm: ScriptedLLM) -> None:
+    """The budget's count is the loop's usage, rebuilt by the replay on the new worker: the call
+    finished before the crash counts, the one cut by it does not (it never answered)."""
+    s = crash_stack
+    model = f"claude-budget-{uuid.uuid4().hex[:6]}"
+    turn = [tool_use(("calculate", {"expression": f"{n}+1"}), usage=(100, 20)) for n in range(3)]
+    llm.script(model, turn[0], text("never delivered", hold=30), turn[1], turn[2], text("over budget: never asked"))
+    graph, node, _ = s.submit_agent({**agent(model, ["calculate"]), "max_total_tokens": 300})
+    wait_until(lambda: llm.calls(model) == 2, timeout=30, message="iteration 2 in flight")
+    s.restart("worker")
+    event = s.wait_event(graph, node, timeout=60)
+    assert event["type"] == "node.failed"
+    assert event["data"]["error"] == "budget of 300 tokens exceeded after 3 iterations (360 tokens used)"
+    assert by_iteration(llm, model) == {1: 1, 2: 2, 3: 1}
+
+
 def gated_loop(s: Stack, llm: ScriptedLLM, answer: str) -> tuple[str, str, str, str, Path]:
     """An agent whose iteration 1 calls `echo` (finishes) and iteration 2 a `gate` call that is
     held in flight until the test removes the gate file; returns once that call is running."""
@@ -105,6 +121,8 @@ def test_temporal_server_restart_mid_loop(crash_stack: Stack, llm: ScriptedLLM) 
 
 def test_ingress_restart_rereads_its_pending_entries(crash_stack: Stack) -> None:
     s = crash_stack
+    # Run alone, this test may get here before the ingress made its consumer group at start.
+    wait_until(lambda: s.redis.exists(WORK) and s.redis.xinfo_groups(WORK), message="the ingress's consumer group")
     s.procs.pop("ingress").kill()
     graphs = [f"g-{uuid.uuid4().hex[:8]}" for _ in range(3)]
     for g in graphs:

@@ -27,11 +27,14 @@ with workflow.unsafe.imports_passed_through():
     from core.step_io import (
         AgentState,
         ApprovalDecision,
+        ApprovalRecord,
         LlmReply,
         LlmRequest,
         PendingApproval,
         ToolCall,
         ToolCallRecord,
+        TranscriptRef,
+        TRANSCRIPT_MISSING,
     )
     from workflows import calls, policies
     from workflows.tool_content import tool_result_content
@@ -73,6 +76,7 @@ class AgentLoop:
             c.iteration += 1
             reply = await self._think()
             c.usage = c.usage + reply.usage
+            self._check_budget()
             c.messages.append({"role": "assistant", "content": reply.content})
             if reply.stop_reason == "max_tokens":
                 raise AgentFailure(self._cut_at_max_tokens(reply))
@@ -86,6 +90,17 @@ class AgentLoop:
                 continue  # the provider paused a long turn: send it back to go on
             raise AgentFailure(f"the model stopped with {reply.stop_reason!r} in iteration {c.iteration}")
 
+    def _check_budget(self) -> None:
+        """After every model call, before any of its tool calls: the node's token and cost budgets
+        against the usage of all its runs (carried over continue-as-new, rebuilt by a replay)."""
+        c, node = self.state, self.node
+        used = c.usage.input_tokens + c.usage.output_tokens + c.usage.cache_creation_input_tokens + c.usage.cache_read_input_tokens
+        if node.max_total_tokens is not None and used > node.max_total_tokens:
+            raise AgentFailure(f"budget of {node.max_total_tokens} tokens exceeded after {c.iteration} iterations ({used} tokens used)")
+        cost = c.usage.cost_usd
+        if node.max_cost_usd is not None and cost is not None and cost > node.max_cost_usd:
+            raise AgentFailure(f"budget of ${node.max_cost_usd} exceeded after {c.iteration} iterations (${cost:.6f} spent)")
+
     def _cut_at_max_tokens(self, reply: LlmReply) -> str:
         cut = f"the model's turn was cut at max_tokens ({self.node.llm_config.max_tokens}) in iteration {self.state.iteration}"
         if not reply.tool_uses:
@@ -94,11 +109,30 @@ class AgentLoop:
         return f"{cut} while asking for {names}: its input may be truncated, so no tool was called"
 
     async def _think(self) -> LlmReply:
+        """One model call. After the first, the input names the stored transcript and carries only
+        what came after it (docs/agent.md "Transcripts"). When the activity answers that the
+        transcript is gone, the call is made once more with everything inline: a command only a
+        transcript reference can lead to, which histories recorded before transcripts never hold."""
+        c = self.state
+        stored = c.transcript if c.transcript is not None and c.transcript.messages <= len(c.messages) else None
+        try:
+            reply = await self._call_llm(stored)
+        except ActivityError as err:
+            if stored is None or not (isinstance(err.cause, ApplicationError) and err.cause.type == TRANSCRIPT_MISSING):
+                raise
+            workflow.logger.warning("transcript %s is gone: sending iteration %s's conversation inline", stored.key, c.iteration)
+            reply = await self._call_llm(None)
+        c.transcript = reply.transcript
+        return reply
+
+    async def _call_llm(self, stored: TranscriptRef | None) -> LlmReply:
         cfg = self.node.llm_config
         request = LlmRequest(
             model=self.model,
             system=self.node.system,
-            messages=self.state.messages,
+            messages=self.state.messages[stored.messages :] if stored else self.state.messages,
+            transcript=stored,
+            keep_transcript=True,
             tools=self.state.tool_definitions,
             temperature=cfg.temperature,
             max_tokens=cfg.max_tokens,
@@ -141,9 +175,38 @@ class AgentLoop:
             del self.pending[call_id]
         return self.decisions[call_id]
 
+    def check(self, decision: ApprovalDecision) -> None:
+        """The update's validator: a refused decision leaves nothing in the history but the
+        rejection its caller gets. `APPROVERS` (node, tool or worker) are checked against the
+        approver the decision claims: docs/agent.md says what is and is not authenticated."""
+        waiting = self.pending.get(decision.call_id)
+        if waiting is None:
+            raise ValueError(f"no tool call {decision.call_id!r} is waiting for approval")
+        allowed = self.node.approvers_of(waiting.tool)
+        if allowed and decision.approver not in allowed:
+            who = repr(decision.approver) if decision.approver else "an unnamed caller"
+            raise ValueError(f"{who} may not decide calls of {waiting.tool} (approvers: {', '.join(allowed)})")
+
     def decide(self, decision: ApprovalDecision) -> None:
-        """Record a human's decision; the update's validator already checked it is awaited."""
+        """Record a human's decision (who, when, what); `check` already accepted it."""
+        waiting = self.pending[decision.call_id]
+        self.state.approvals.append(
+            ApprovalRecord(
+                call_id=decision.call_id,
+                tool=waiting.tool,
+                iteration=waiting.iteration,
+                approved=decision.approve,
+                approver=decision.approver,
+                identity=decision.identity,
+                reason=decision.reason,
+                decided_at=workflow.now(),
+            )
+        )
         self.decisions[decision.call_id] = decision
+
+    def approvals(self) -> list[dict[str, Any]]:
+        """The decisions so far, for the result event and `executor show` (JSON-ready)."""
+        return [record.model_dump(mode="json") for record in self.state.approvals]
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _record(
@@ -180,5 +243,6 @@ class AgentLoop:
             "tool_calls": len(c.tool_calls),
             "usage": c.usage.model_dump(),
             "waiting_for_approval": [p.model_dump() for p in self.pending.values()],
+            "approvals": self.approvals(),
             "run": c.runs,
         }
