@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# The main suite on two pytest-xdist workers, a test file per worker at a time (a file's tests share
+# its stack and run in order). The tests mostly wait on real servers, so two at once fit 2 cores.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
 
 NPM_STAMP := tests/published_mcp/node_modules/.installed-stamp
 
@@ -15,7 +18,7 @@ PYTHON_NEWEST ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/ve
 VENV_NEWEST ?= .venv-3.13
 STAMP_NEWEST := $(VENV_NEWEST)/.installed-stamp
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean histories
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,15 +59,22 @@ ifneq ($(PYTHON_NEWEST),)
 	  EXECUTOR_TEST_ARTIFACTS=test-artifacts/python3.13 $(VENV_NEWEST)/bin/python -m pytest -m interpreters \
 	    --basetemp=$(CURDIR)/.pytest-tmp/python3.13 $(PYTEST_ARGS) \
 	) > $(NEWEST_LOG) 2>&1 & newest=$$!; \
-	$(PY) -m pytest $(PYTEST_ARGS) || status=1; \
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS) || status=1; \
 	wait $$newest || status=1; \
 	echo "---- the same cancellation and crash tests on $$($(PYTHON_NEWEST) --version) ($(NEWEST_LOG)):"; \
 	grep -v "^WARNING: Location" $(NEWEST_LOG) | tail -n 25; \
 	exit $$status
 else
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 	@echo "python3.13 not found: the cancellation and crash tests ran on $$($(PY) --version) only (set PYTHON_NEWEST)"
 endif
+
+# The replay corpus of a release (docs/upgrades.md): its own code records one history per case into
+# tests/histories/release-<its version>/, which `make test` replays against the current code.
+#   git worktree add /tmp/release-v0.2.0 v0.2.0 && make histories RELEASE=/tmp/release-v0.2.0
+histories: install $(NPM_STAMP)
+	@test -n "$(RELEASE)" || { echo "usage: make histories RELEASE=<checkout of the released code>"; exit 2; }
+	$(PY) -m tests.support.record_histories --release $(RELEASE)
 
 bench: install
 	$(PY) -m bench

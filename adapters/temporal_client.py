@@ -13,12 +13,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from adapters import redis_client
-from adapters.claim_check import ClaimCheckCodec
+from adapters import encryption, payload_storage, redis_client, s3_storage
+from adapters.claim_check import ClaimCheckDecoder
+from adapters.redis_storage import RedisStorageDriver
 from adapters.settings import Settings
 
 
@@ -38,11 +39,19 @@ def runtime(settings: Settings) -> Runtime:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """pydantic JSON payloads; above `CLAIM_CHECK_BYTES` they are kept in Redis (claim check)."""
-    if not settings.claim_check_bytes:
-        return pydantic_data_converter
-    codec = ClaimCheckCodec(redis_client.connect(settings), settings.claim_check_bytes, settings.claim_check_ttl_seconds)
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    """pydantic JSON payloads; with keys configured, encrypted (adapters/encryption.py), failure
+    messages included; above `PAYLOAD_STORAGE_THRESHOLD` they leave the history for the store
+    `PAYLOAD_STORAGE` names (adapters/payload_storage.py), after encryption."""
+    codecs: list[PayloadCodec] = []
+    converter = pydantic_data_converter
+    ring = encryption.key_ring(settings)
+    if ring is not None:
+        codecs.append(encryption.EncryptionCodec(ring))
+        converter = dataclasses.replace(converter, failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
+    blobs = RedisStorageDriver(redis_client.connect(settings), payload_storage.retention_seconds(settings))
+    codecs.append(ClaimCheckDecoder(blobs))  # decode-only: the released claim check's references in histories
+    converter = dataclasses.replace(converter, external_storage=payload_storage.external_storage(settings, blobs, s3_storage.driver(settings)))
+    return dataclasses.replace(converter, payload_codec=codecs[0] if len(codecs) == 1 else encryption.CodecChain(codecs))
 
 
 async def connect(settings: Settings, **extra: Any) -> Client:

@@ -94,6 +94,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("worker", help="run a worker: NodeWorkflow and its activities")
     sub.add_parser("ingress", help="run the ingress: executor.work entries become workflows")
+    sub.add_parser("codec-server", help="serve Temporal's remote codec (/decode, /encode) for the Web UI: CODEC_SERVER_TOKEN, CODEC_CORS_ORIGINS")
     dev = sub.add_parser("dev", help="the whole dev stack: Temporal dev server, Redis, worker, ingress")
     dev.add_argument("--data-dir", default=os.environ.get("DATA_DIR", ".data"), help="where state survives restarts")
     dev.add_argument("--temporal-port", type=int, default=7233)
@@ -104,6 +105,8 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--metrics-port", type=int, default=9464, help="first worker's Prometheus port (likewise)")
     dev.add_argument("--ingress-health-port", type=int, default=8090)
     dev.add_argument("--ingress-metrics-port", type=int, default=9474)
+    dev.add_argument("--codec-port", type=int, default=0, help="the codec server's port (default: a free one)")
+    dev.add_argument("--no-encryption", action="store_true", help="plain payloads (default: encrypted, key in the data folder)")
     dev.add_argument("--scripted-llm", action="store_true", help="answer LLM calls offline with the scripted server (echo models)")
     st = sub.add_parser("status", help="Temporal and Redis reachability, streams, pending, lag, dead letters, running nodes")
     st.add_argument("--json", action="store_true")
@@ -128,7 +131,10 @@ def parser() -> argparse.ArgumentParser:
         d.add_argument("workflow_id")
         d.add_argument("call_id")
         d.add_argument("--reason", default=None)
-        d.add_argument("--by", default=os.environ.get("USER"))
+        d.add_argument(
+            "--by", default=os.environ.get("USER"),
+            help="the approver to record and check against APPROVERS (default: $USER; the client's Temporal identity is recorded beside it)",
+        )
     s = sub.add_parser("submit", help="put a work item on the stream and wait for its result event")
     s.add_argument("item", help="a JSON file, - for stdin, or inline JSON")
     s.add_argument("--stream", default=None, help="work stream (default: the first of WORK_STREAMS)")
@@ -143,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         logs.setup(settings.log_level, args.command, secrets=settings.secret_values())
         if args.command in ("worker", "ingress"):
             return _run_service(args.command, settings)
+        if args.command == "codec-server":
+            from executor.codec_server import serve
+
+            asyncio.run(serve(settings))
+            return 0
         if args.command == "dev":
             from executor.dev import run_dev
 

@@ -3,6 +3,8 @@
 Temporal dev server (SQLite file under the data folder, UI on :8233), redis-server with AOF in the
 data folder, N workers and the ingress as child processes with prefixed logs. State survives a
 restart of the command. Without `LLM_API_KEY`, LLM calls go to the offline scripted server.
+Payloads are encrypted as in production (a key generated into the data folder unless keys are
+configured; `--no-encryption` turns it off) and the UI decrypts them through a codec server.
 
 The children die with it, however it dies: Ctrl-C, SIGTERM and SIGHUP (a closed terminal) stop them
 in order; SIGKILL reaches them through the kernel (executor/local_services.py). A second `dev` on the
@@ -13,13 +15,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.settings import Settings
-from executor.local_services import Proc, listeners, start_redis, start_temporal
+from adapters import encryption
+from executor.local_services import Proc, free_port, listeners, start_redis, start_temporal
 from doubles.scripted_llm import ScriptedLLM
 
 
@@ -34,6 +39,8 @@ def planned_ports(args: argparse.Namespace) -> dict[str, int]:
         ports[f"worker-{n + 1} metrics"] = args.metrics_port + n
     ports["ingress health"] = args.ingress_health_port
     ports["ingress metrics"] = args.ingress_metrics_port
+    if getattr(args, "codec_port", 0):
+        ports["codec server"] = args.codec_port
     return ports
 
 
@@ -48,6 +55,34 @@ def busy_ports(args: argparse.Namespace) -> str | None:
     return f"[dev] already running, or ports taken: {what}; stop that first or choose other ports (dev --help)"
 
 
+@dataclass(frozen=True)
+class CodecPlan:
+    env: dict[str, str]  # what every child needs to encrypt and decrypt
+    keys: str  # where the keys come from, for the banner
+    port: int
+    token: str
+
+    @property
+    def endpoint(self) -> str:
+        """What the UI calls: the token is the path, as a browser cannot add a header (executor/codec_server.py)."""
+        return f"http://127.0.0.1:{self.port}/{self.token}"
+
+
+def _codec_plan(args: argparse.Namespace, settings: Settings, data: Path) -> CodecPlan | None:
+    """Encryption as in production, on by default: the configured keys, else a key generated into
+    the data folder on first start (kept, so the histories of earlier runs stay readable); and a
+    codec server for the UI, whose endpoint carries a token made for this run (docs/security.md)."""
+    if args.no_encryption:
+        return None
+    env: dict[str, str] = {}
+    keys = "the configured keys"
+    if not settings.encryption_keys.get_secret_value() and not settings.encryption_key_file:
+        key_file = encryption.ensure_key_file(data / "encryption.keys", "dev")
+        env["ENCRYPTION_KEY_FILE"] = str(key_file)
+        keys = f"key file {key_file}"
+    return CodecPlan(env, keys, args.codec_port or free_port(), secrets.token_urlsafe(24))
+
+
 def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     data = Path(args.data_dir).resolve()
     in_the_way = busy_ports(args)
@@ -60,19 +95,34 @@ def run_dev(args: argparse.Namespace, settings: Settings) -> int:
     started: list[Proc] = []
     llm: ScriptedLLM | None = None
     try:
-        started.append(start_temporal(data / "temporal", port=args.temporal_port, ui_port=args.ui_port))
+        codec = _codec_plan(args, settings, data)
+        started.append(start_temporal(data / "temporal", port=args.temporal_port, ui_port=args.ui_port, codec_endpoint=codec and codec.endpoint))
         started.append(start_redis(data / "redis", port=args.redis_port))
         env = {
+            "WORKER_BUILD_ID": "dev",  # one version across code edits, so a restart keeps its runs (docs/upgrades.md)
             **os.environ,
             "TEMPORAL_ADDRESS": f"127.0.0.1:{args.temporal_port}",
             "REDIS_ADDR": f"127.0.0.1:{args.redis_port}",
             "PYTHONUNBUFFERED": "1",
         }
-        if args.scripted_llm or not settings.llm_key():
+        # Offline when asked, or when the default provider needs a key and has none (Bedrock and
+        # Vertex authenticate from the platform's environment: never second-guessed here).
+        keyless = settings.llm_provider in ("anthropic", "openai") and not (settings.llm_key() or settings.openai_api_key.get_secret_value())
+        if args.scripted_llm or keyless:
             llm = ScriptedLLM().start()
-            # a key the log redaction cannot find in the model's name (it masks keys wherever they occur)
-            env.update(LLM_BASE_URL=llm.base_url, LLM_API_KEY="no-key-offline-model", LLM_MODEL="echo-offline")
+            # a key the log redaction cannot find in the model's name (it masks keys wherever they occur);
+            # the scripted server speaks both Messages and Chat Completions: nodes may name either provider
+            env.update(
+                LLM_BASE_URL=llm.base_url, LLM_API_KEY="no-key-offline-model", LLM_MODEL="echo-offline",
+                LLM_PROVIDER="anthropic", LLM_PROVIDERS="openai", OPENAI_BASE_URL=f"{llm.base_url}/v1", OPENAI_API_KEY="no-key-offline-model",
+            )
             print(f"[dev] no LLM_API_KEY: LLM calls go to the offline scripted LLM at {llm.base_url} (model echo-offline)")
+        if codec:
+            env.update(codec.env)
+            codec_env = {**env, "CODEC_SERVER_TOKEN": codec.token, "CODEC_SERVER_PORT": str(codec.port), "CODEC_SERVER_HOST": "127.0.0.1",
+                         "CODEC_CORS_ORIGINS": f"http://127.0.0.1:{args.ui_port},http://localhost:{args.ui_port}"}
+            started.append(Proc("codec", [sys.executable, "-m", "executor", "codec-server"], env=codec_env))
+            print(f"[dev] payloads are encrypted ({codec.keys}); the UI decrypts them through the codec server on 127.0.0.1:{codec.port}")
         ports = planned_ports(args)
         for n in range(args.workers):
             worker_env = {

@@ -214,8 +214,10 @@ def start_temporal(
     ui_port: int = 8233,
     sink: IO[str] | None = None,
     headless: bool = False,
+    codec_endpoint: str | None = None,
 ) -> Proc:
-    """`temporal server start-dev`; persisted in `data_dir/temporal.db` when a folder is given."""
+    """`temporal server start-dev`; persisted in `data_dir/temporal.db` when a folder is given; the
+    UI decodes payloads through `codec_endpoint` (executor/codec_server.py) when one is given."""
     argv = [
         temporal_binary(), "server", "start-dev",
         "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui_port),
@@ -230,6 +232,8 @@ def start_temporal(
         argv += ["--db-filename", str(data_dir / "temporal.db")]
     if headless:
         argv.append("--headless")
+    if codec_endpoint:
+        argv += ["--ui-codec-endpoint", codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
     proc = Proc("temporal", argv, sink=sink)

@@ -14,16 +14,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio.worker import Interceptor, Worker
+from temporalio.workflow import NondeterminismError
 
 from activities.emit import EmitActivities
-from activities.llm import LlmActivities, build_client, has_credentials
+from activities.llm import LlmActivities, build_providers
+from activities.providers.pricing import PriceTable
 from activities.mcp_pool import McpPool
 from adapters.mcp_config import configured_servers
 from activities.resolve import ResolveActivities
 from activities.tools import ToolActivities
-from adapters import redis_client, search_attributes, temporal_client, tracing
+from adapters import encryption, payload_storage, redis_client, search_attributes, temporal_client, tracing
+from adapters.transcript_store import TranscriptStore
 from adapters.settings import Settings
 from adapters.health import HealthServer
+from executor import deployment
 from adapters.metrics import Metrics
 from workflows.node import NodeWorkflow
 
@@ -38,31 +42,46 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, interceptors: Sequence[Interceptor] = ()) -> None:
-    """Poll until `stop`. `interceptors` let tests arm fault points (doubles/faults.py)."""
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, interceptors: Sequence[Interceptor] = (), workflows: Sequence[type] = (NodeWorkflow,)
+) -> None:
+    """Poll until `stop`. `interceptors` let tests arm fault points (doubles/faults.py); `workflows`
+    lets the upgrade tests run a changed NodeWorkflow (tests/support/upgraded_worker.py)."""
     runtime = temporal_client.runtime(settings)
     client = await temporal_client.connect(settings, runtime=runtime, plugins=tracing.plugins("worker"))
     metrics = Metrics(runtime.metric_meter)
     redis = redis_client.connect(settings)
-    llm = build_client(settings)
-    if not has_credentials(llm):
-        log.warning("LLM_API_KEY is not set: llm and agent nodes will fail (tool nodes run); set it, or ANTHROPIC_API_KEY, and restart")
+    llm = build_providers(settings)
+    for provider in llm.without_credentials():
+        if provider.name == settings.llm_provider == "anthropic":
+            log.warning("LLM_API_KEY is not set: llm and agent nodes will fail (tool nodes run); set it, or ANTHROPIC_API_KEY, and restart")
+        else:
+            log.warning("LLM provider %s has no credentials: its llm and agent nodes will fail (%s)", provider.name, provider.missing_credentials())
+    if encryption.key_ring(settings) is None:
+        log.warning("payload encryption is off: prompts, tool results and answers are stored in plaintext in Temporal's history (and claim-checked blobs); set ENCRYPTION_KEYS or ENCRYPTION_KEY_FILE (docs/security.md)")
     pool = McpPool(configured_servers(settings.mcp_servers, settings.mcp_config), read_timeout=settings.tool_timeout, connect_timeout=settings.mcp_connect_timeout)
     resolve = ResolveActivities(redis, settings, await search_attributes.registered(client, settings.temporal_namespace))
-    llm_activities = LlmActivities(llm, metrics, known_models={settings.llm_model, *settings.llm_models})
+    llm_activities = LlmActivities(llm, metrics, known_models={settings.llm_model, *settings.llm_models}, prices=PriceTable.load(settings.llm_prices_file),
+        transcripts=TranscriptStore(redis, client.data_converter, payload_storage.retention_seconds(settings), settings.transcript_cache_size),
+    )
     tools = ToolActivities(pool, timeout=settings.tool_timeout, metrics=metrics)
     emit = EmitActivities(redis, settings, metrics)
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[NodeWorkflow],
+        workflows=list(workflows),
         activities=[resolve.resolve_node, llm_activities.call_llm, tools.call_tool, tools.describe_tools, emit.emit_result],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_concurrent_activities=settings.worker_max_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
         identity=f"{settings.worker_id}@{socket.gethostname()}",
         interceptors=interceptors,
+        deployment_config=deployment.deployment_config(settings),
+        # A run whose history no longer matches the code fails (the watchdog reports it as
+        # node.failed naming the nondeterminism) instead of retrying its task for ever.
+        workflow_failure_exception_types=[NondeterminismError],
     )
+    version = deployment.worker_version(settings)
     log.info(
         "worker %s polling %s on %s (namespace %s); MCP servers: %s",
         settings.worker_id,
@@ -71,6 +90,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, interceptors: Sequ
         settings.temporal_namespace,
         ", ".join(pool.servers) or "none",
     )
+    log.info("worker version: %s", version.to_canonical_string() if version else "unversioned (WORKER_VERSIONING=false)")
     async def polling() -> None:
         if not worker.is_running:
             raise RuntimeError("worker is not polling")
@@ -81,6 +101,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event, interceptors: Sequ
             # Probes answer (not ready) while Redis is awaited; a server below the floor ends the process.
             log.info("Redis at %s: %s", settings.redis_addr, await redis_client.require_supported(redis, settings, stop))
             async with worker:
+                if version is not None and settings.worker_become_current == "if-none":
+                    current = await deployment.become_current_if_none(client, version, stop)
+                    log.info("worker deployment %s: current version %s", version.deployment_name, current)
+                if version is not None and not stop.is_set():  # a version nobody made current gets no work: say so
+                    await deployment.warn_if_not_current(client, version, settings.temporal_task_queue)
                 await stop.wait()
                 log.info("worker stopping: draining in-flight activities (up to %s)", GRACEFUL_SHUTDOWN)
     finally:

@@ -21,6 +21,11 @@ through), for the NodeWorkflows of our task queue:
    task is still being retried, and the newest history events say since when and why (the first
    failure of a streak is recorded, the later attempts are not). Failing for `STUCK_AFTER`: the
    node is reported with that reason, then the run is terminated, so `rerun` can start it again.
+3. Stranded (versioned workers, ingress/stranded.py). A running node pinned to a worker version
+   that no worker has polled for `STUCK_AFTER` (its workers were stopped before it drained), or
+   not started yet while the deployment's current version has had no worker that long, would wait
+   for ever: reported naming the version and what to do, then terminated. At most
+   `STRANDED_PER_PASS` runs of each kind per pass; the rest come next pass.
 
 Reports are written with the emit activity's reservation (adapters/result_marker.py), under a
 lease shared with `rerun`. A run that keeps failing because of an outage (Redis down, so no
@@ -43,9 +48,11 @@ from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCa
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters import history, result_marker
+from ingress import stranded
 from core import keys
 from core import search_attributes as sa
 from adapters.claim_check import ClaimCheckMissing
@@ -64,6 +71,17 @@ _TASK_OUTCOMES = {
     EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
     EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
 }
+# The events that close a run; the newest few are read to find it, since one page of the reverse
+# history does not always start at the very last event of the batch that closed the run.
+_CLOSING_EVENTS = {
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED,
+}
+CLOSING_LOOKBACK = 10
+STRANDED_PER_PASS = 200  # stranded runs settled per version and pass (each costs a describe, a report, a terminate)
+NONDETERMINISM = "[TMPRL1100]"  # temporalio's code for a history the worker's code no longer matches
 _CLOSED_CAUSES = {
     WorkflowExecutionStatus.TIMED_OUT: "workflow timed out (its Temporal execution or run timeout)",
     WorkflowExecutionStatus.CANCELED: "workflow cancelled before it emitted a result",
@@ -82,6 +100,8 @@ def closed_cause(status: WorkflowExecutionStatus, closing: HistoryEvent | None) 
         return f"workflow terminated{who}: {_clip(why)}"
     if status == WorkflowExecutionStatus.FAILED:
         message = closing.workflow_execution_failed_event_attributes.failure.message if closing is not None else ""
+        if NONDETERMINISM in message:  # failed by the worker (workflow_failure_exception_types), not retried for ever
+            return f"workflow failed: nondeterminism: its history does not match the deployed code (docs/upgrades.md): {_clip(message)}"
         return f"workflow failed: {_clip(message or 'no message')}"
     return _CLOSED_CAUSES.get(status, f"workflow closed as {status.name.lower()} without a result")
 
@@ -107,6 +127,23 @@ def task_failure(newest_first: Iterable[HistoryEvent]) -> TaskFailure | None:
             timeout = _enum_words(TimeoutType.Name(event.workflow_task_timed_out_event_attributes.timeout_type), "TIMEOUT_TYPE_")
             return TaskFailure(_time(event), f"workflow task timed out ({timeout}): the worker never answered")
     return None
+
+
+async def readable(event: HistoryEvent, converter: DataConverter) -> HistoryEvent:
+    """The event with its failure's own message: with payload encryption on, a failure's message
+    and stack trace travel encrypted in its encoded attributes (the history shows "Encoded
+    failure"), and only the data converter with the keys reads them. Changed in place."""
+    for attrs in (event.workflow_execution_failed_event_attributes, event.workflow_task_failed_event_attributes):
+        failure = attrs.failure
+        if not failure.HasField("encoded_attributes"):
+            continue
+        try:
+            decoded = await converter.decode_failure(failure)
+        except Exception as exc:  # never die of one history: a failure we cannot decrypt keeps its placeholder, says why
+            failure.message = f"{failure.message} (not readable here: {exc})"
+            continue
+        failure.message = getattr(decoded, "message", None) or str(decoded)
+    return event
 
 
 def _time(event: HistoryEvent) -> datetime:
@@ -135,8 +172,10 @@ class Watchdog:
         self._settings = settings
         self._closed_since = datetime.now(UTC) - timedelta(seconds=settings.watchdog_lookback)
         self._problems_flagged: bool | None = None  # does Temporal flag failing workflow tasks?
+        self._unserved = stranded.UnservedClock()  # since when each worker version has had no worker
         nodes = f"WorkflowType = 'NodeWorkflow' AND TaskQueue = '{settings.temporal_task_queue}'"
         self._closed_query = nodes + " AND ExecutionStatus IN ('Terminated', 'TimedOut', 'Failed', 'Canceled')"
+        self._running_query = nodes + " AND ExecutionStatus = 'Running'"
         self._stuck_query = (
             nodes + " AND ExecutionStatus = 'Running' AND TemporalReportedProblems IN (" + ", ".join(f"'{p}'" for p in PROBLEMS) + ")"
         )
@@ -164,6 +203,8 @@ class Watchdog:
                 self._problems_flagged = await self._temporal_flags_problems()
             if self._problems_flagged:
                 await self.check_stuck()
+            if self._settings.worker_versioning:
+                await self.check_stranded()
         except (RPCError, RedisError, OSError) as exc:
             log.warning("watchdog: %s; next pass in %gs", exc, self._settings.watchdog_interval)
 
@@ -194,8 +235,10 @@ class Watchdog:
                 return  # re-run since: the new run reports for itself
             assert run.status is not None  # closed runs have one
             closing = None
-            async for event in history.newest_first(self._temporal, run.id, run.run_id, limit=1):
-                closing = event
+            async for event in history.newest_first(self._temporal, run.id, run.run_id, limit=CLOSING_LOOKBACK):
+                if event.event_type in _CLOSING_EVENTS:
+                    closing = await readable(event, self._temporal.data_converter)
+                    break
             await self._report(latest, closed_cause(run.status, closing))
 
     # -- stuck runs ----------------------------------------------------------------------------
@@ -232,11 +275,70 @@ class Watchdog:
                 return  # it closed meanwhile
             log.warning("watchdog: terminated stuck %s (%s)", run.id, what, extra=_ids(run))
 
+    # -- stranded runs -------------------------------------------------------------------------
+    async def check_stranded(self) -> None:
+        """Nodes pinned to a worker version no worker has polled for `STUCK_AFTER`, and nodes never
+        started while the current version has had none that long (ingress/stranded.py). The
+        deployment itself (a busy entity: too many reads make the server refuse them) is read only
+        when a node has waited `STUCK_AFTER` for its first workflow task."""
+        name, queue = self._settings.worker_deployment_name, self._settings.temporal_task_queue
+        now = datetime.now(UTC)
+        served = await stranded.served(self._temporal, queue, name)
+        serving = sorted(build for build, until in served.items() if until > now)
+        # Pinned to a version without workers now: normally none, one empty visibility query.
+        query = f"{self._running_query} AND TemporalWorkerDeployment = '{name}'"
+        if serving:
+            query += " AND TemporalWorkerDeploymentVersion NOT IN (" + ", ".join(f"'{name}:{b}'" for b in serving) + ")"
+        pinned: dict[str, list[WorkflowExecution]] = {}
+        async for run in self._temporal.list_workflows(query, limit=STRANDED_PER_PASS):
+            build = stranded.listed_build(run.search_attributes, name)  # visibility has no versioning info: its attributes
+            if build is not None and build not in serving:
+                pinned.setdefault(build, []).append(run)
+        # Never started, for STUCK_AFTER: waiting for the current version.
+        cutoff = _rfc3339(now - timedelta(seconds=self._settings.stuck_after))
+        unstarted_query = f"{self._running_query} AND TemporalWorkerDeployment IS NULL AND StartTime < '{cutoff}'"
+        current = None
+        if [run async for run in self._temporal.list_workflows(unstarted_query, limit=1)]:
+            current = await stranded.current_version(self._temporal, name)
+        watched = set(pinned) | ({current} if current is not None and current not in serving else set())
+        unserved = self._unserved.unserved_for(sorted(watched), served, now)
+        for build, runs in pinned.items():
+            if unserved[build] >= self._settings.stuck_after:
+                cause = stranded.pinned_cause(name, build, unserved[build], serving, current)
+                for run in runs:
+                    await self._settle(lambda r, b=build, c=cause: self.settle_stranded(r, b, c), run)  # type: ignore[misc]
+        if current is not None and unserved.get(current, 0.0) >= self._settings.stuck_after:
+            cause = stranded.unstarted_cause(name, current, unserved[current], serving, current)
+            async for run in self._temporal.list_workflows(unstarted_query, limit=STRANDED_PER_PASS):
+                await self._settle(lambda r, c=cause: self.settle_stranded(r, None, c), run)  # type: ignore[misc]
+
+    async def settle_stranded(self, run: WorkflowExecution, build: str | None, cause: str) -> None:
+        """Report and terminate `run` if it is still running on `build`, or (None) still waiting
+        for its first workflow task since `STUCK_AFTER` ago on no version."""
+        async with result_marker.lease(self._redis, run.id) as held:
+            if not held:
+                return
+            handle = self._temporal.get_workflow_handle(run.id, run_id=run.run_id)
+            described = await handle.describe()
+            raw = described.raw_description
+            if described.status != WorkflowExecutionStatus.RUNNING or stranded.effective_build(raw.workflow_execution_info.versioning_info) != build:
+                return  # closed, started, or moved to another version since the query
+            if build is None and not stranded.waiting_since(raw, datetime.now(UTC) - timedelta(seconds=self._settings.stuck_after)):
+                return  # an unversioned run being served, or a task scheduled only now
+            await self._report(described, cause)
+            try:
+                await handle.terminate(reason=f"watchdog: {cause}")
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return  # it closed meanwhile
+            log.warning("watchdog: terminated %s: %s", run.id, cause, extra=_ids(run))
+
     async def _back_to_last_task(self, run: WorkflowExecution) -> list[HistoryEvent]:
         """The newest events, back to the newest workflow task outcome (usually a page)."""
         events = []
         async for event in history.newest_first(self._temporal, run.id, run.run_id):
-            events.append(event)
+            events.append(await readable(event, self._temporal.data_converter))
             if event.event_type in _TASK_OUTCOMES:
                 break
         return events

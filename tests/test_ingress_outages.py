@@ -42,7 +42,8 @@ def loop_met_redis_error(s: Stack) -> int:
 
 
 def payloads(s: Stack) -> list[str]:
-    """The claim-checked payloads: each start attempt writes its work item's again (SET … EX)."""
+    """The stored payloads (docs/payload-storage.md): each start attempt stores its work item's
+    (`EXPIRE`, then `SET … NX EX` when it is not there)."""
     return list(s.redis.scan_iter("executor:payload:*"))
 
 
@@ -74,8 +75,8 @@ def outage(s: Stack, begin: Callable[[], None], end: Callable[[], None], what: s
 def test_redis_outages_and_ingress_restarts_while_temporal_is_down_dead_letter_nothing(outage_stack: Stack) -> None:
     """Temporal down; 5 Redis outages the ingress runs into (2 restarts of redis-server, then 3
     network blips, Redis up all along); 2 ingress restarts; Temporal back: every entry runs
-    once, nothing is dead-lettered (MAX_DELIVERIES is 3). The work items are big enough for the
-    claim check, so each start attempt writes to Redis and so meets each outage.
+    once, nothing is dead-lettered (MAX_DELIVERIES is 3). The work items are big enough for
+    payload storage, so each start attempt writes to Redis and so meets each outage.
 
     (A restarted Redis reloads delivery counts from its AOF, which does not keep the bumps of
     re-reading pending entries: only the blips, Redis up, show inflated counts.)"""

@@ -1,7 +1,8 @@
 """No silent hang, on real processes: a NodeWorkflow that stops for good without emitting (an
 operator terminated it, its workflow task keeps failing) gets exactly one `node.failed` naming the
 cause from the ingress's watchdog, and `executor rerun` runs it again. Their own stack: watchdog
-passes every second, `STUCK_AFTER` of a few seconds, every payload claim-checked in Redis."""
+passes every second, `STUCK_AFTER` of a few seconds, every payload stored in Redis (CLAIM_CHECK_BYTES,
+the released name of PAYLOAD_STORAGE_THRESHOLD)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def gate_node(s: Stack) -> tuple[str, str, str, object]:
     """A tool node held by the test MCP server's gate: running until the gate file goes."""
     gate = s.gate(f"gate-{uuid.uuid4().hex[:6]}")
     graph, node, wid = s.submit_agent({"tool_name": "mcp__http__gate", "tool_params": {"name": gate.name}})
-    wait_until(lambda: [c for c in s.mcp_calls("gate_started") if c["name"] == gate.name], message="gate call in flight")
+    wait_until(lambda: [c for c in s.mcp_calls("gate_started") if c["name"] == gate.name], timeout=90, message="gate call in flight")
     return graph, node, wid, gate
 
 
@@ -124,17 +125,17 @@ def test_rerun_refuses_unknown_and_completed_nodes_unless_forced(ws: Stack) -> N
     assert second["type"] == "node.completed" and second["data"]["output"] == 42 and second["data"]["run_id"] != first["data"]["run_id"]
 
 
-def claim_check_key_of_input(s: Stack, workflow_id: str) -> str:
-    """The Redis key holding the workflow's claim-checked input (its history holds only the reference)."""
+def stored_input_key(s: Stack, workflow_id: str) -> str:
+    """The Redis key holding the workflow's stored input (its history holds only the SDK's reference)."""
     history = s.temporal(lambda c: c.get_workflow_handle(workflow_id).fetch_history())
     [payload] = history.events[0].workflow_execution_started_event_attributes.input.payloads
-    assert payload.metadata["encoding"] == b"json/claim-check"
-    return json.loads(payload.data)["claim_check"]
+    assert payload.metadata["messageType"] == b"temporal.api.sdk.v1.ExternalStorageReference"
+    return json.loads(payload.data)["claimData"]["key"]
 
 
 def test_workflow_task_failing_for_good_is_reported_and_terminated(ws: Stack) -> None:
     graph, node, wid, gate = gate_node(ws)
-    key = claim_check_key_of_input(ws, wid)
+    key = stored_input_key(ws, wid)
     assert ws.redis.delete(key) == 1  # the input is gone from Redis: a replay cannot decode it
     ws.restart("worker")  # SIGKILL: the new worker has no cached copy and must replay the history
     gate.unlink()  # the retried tool call passes; its result asks for a workflow task, which fails
@@ -143,7 +144,7 @@ def test_workflow_task_failing_for_good_is_reported_and_terminated(ws: Stack) ->
     assert event["type"] == "node.failed"
     error = event["data"]["error"]
     assert error.startswith("workflow task failing for "), error
-    assert error.endswith(f"terminated by the watchdog: claim-checked payload {key} is no longer in Redis"), error
+    assert error.endswith(f"terminated by the watchdog: stored payload {key} is missing from Redis (expired or deleted)"), error
     assert event["data"]["reported_by"] == "watchdog" and event["data"]["workflow_id"] == wid
 
     async def termination(client) -> tuple[datetime, str]:
@@ -162,7 +163,7 @@ def test_workflow_task_failing_for_good_is_reported_and_terminated(ws: Stack) ->
 
     unreadable = cli(ws, "rerun", wid)  # the input is gone: rerun says so instead of guessing
     assert unreadable.returncode == 1
-    assert unreadable.stdout.splitlines() == [f"error: cannot read the input of {wid}: claim-checked payload {key} is no longer in Redis"]
+    assert unreadable.stdout.splitlines() == [f"error: cannot read the input of {wid}: stored payload {key} is missing from Redis (expired or deleted)"]
 
 
 def test_no_second_event_when_the_workflow_already_emitted(ws: Stack) -> None:

@@ -95,3 +95,26 @@ def test_lookback_must_stay_inside_the_emitted_marker_ttl() -> None:
         Settings.from_env({"WATCHDOG_LOOKBACK": "700000", "EMITTED_MARKER_TTL_SECONDS": "604800"})
     settings = Settings.from_env({"WATCHDOG_INTERVAL": "0", "STUCK_AFTER": "120"})
     assert settings.watchdog_interval == 0 and settings.stuck_after == 120
+
+
+async def test_an_encrypted_failure_is_reported_with_its_own_message() -> None:
+    """With payload encryption on, a failure's message travels encrypted ("Encoded failure" in
+    the history); the watchdog reads it through the data converter before it reports."""
+    import base64
+
+    from temporalio.exceptions import ApplicationError
+
+    from adapters.temporal_client import data_converter
+    from ingress.watchdog import readable
+
+    converter = data_converter(Settings.from_env({"ENCRYPTION_KEYS": "k1=" + base64.b64encode(bytes(32)).decode()}))
+    failed = event(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED)
+    await converter.encode_failure(ApplicationError("[TMPRL1100] Nondeterminism error: timer 3 vs activity"), failed.workflow_execution_failed_event_attributes.failure)
+    stuck = event(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+    await converter.encode_failure(ApplicationError("stored payload executor:payload:ab is missing"), stuck.workflow_task_failed_event_attributes.failure)
+    assert closed_cause(WorkflowExecutionStatus.FAILED, failed) == "workflow failed: Encoded failure"  # what the raw history says
+
+    assert "nondeterminism" in closed_cause(WorkflowExecutionStatus.FAILED, await readable(failed, converter))
+    assert "timer 3 vs activity" in closed_cause(WorkflowExecutionStatus.FAILED, failed)
+    found = task_failure([await readable(stuck, converter)])
+    assert found is not None and found.cause == "stored payload executor:payload:ab is missing"

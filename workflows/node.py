@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.workflow import ContinueAsNewVersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as StepTimeout
 
@@ -57,8 +58,14 @@ def failure_reason(err: ActivityError | ApplicationError, step: str) -> str:
     return f"{step}: {cause or err}"
 
 
+# Pinned (the versioned worker's default, executor/deployment.py; an annotation here would stop an
+# unversioned worker from completing any task): a run stays on the worker version that started
+# it, and a long agent loop moves to the current version when it continues as new (a fresh run
+# replays nothing old). docs/upgrades.md.
 @workflow.defn(name="NodeWorkflow")
 class NodeWorkflow:
+    agent_loop: type[AgentLoop] = AgentLoop  # a variant's loop (tests/support/upgraded_workflows.py)
+
     def __init__(self) -> None:
         self._status = "resolving"
         self._step = "resolve"  # the step a failure is reported against
@@ -94,8 +101,9 @@ class NodeWorkflow:
 
     @decide.validator
     def _validate_decision(self, decision: ApprovalDecision) -> None:
-        if self._agent is None or decision.call_id not in self._agent.pending:
+        if self._agent is None:
             raise ValueError(f"no tool call {decision.call_id!r} is waiting for approval")
+        self._agent.check(decision)
 
     # -- the run ----------------------------------------------------------------------------
     @workflow.run
@@ -111,7 +119,10 @@ class NodeWorkflow:
         except ContinueAsNew as more:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_carry = more.state.model_copy(update={"runs": more.state.runs + 1, "started_at": started})
-            workflow.continue_as_new(NodeInput(item=item, carry=next_carry, local_steps=self._local_steps))
+            workflow.continue_as_new(
+                NodeInput(item=item, carry=next_carry, local_steps=self._local_steps),
+                initial_versioning_behavior=ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+            )
         except (NodeFailure, AgentFailure) as failure:
             outcome = self._outcome(item, started, "failed", error=str(failure))
         except (ActivityError, ApplicationError) as err:
@@ -206,9 +217,9 @@ class NodeWorkflow:
             self._step = "describe tools"
             carry = await self._start_agent(resolved, node)
         self._step = "agent"
-        self._agent = AgentLoop(carry)
+        self._agent = self.agent_loop(carry)
         output = await self._agent.run()
-        return output, {"model": resolved.model, "runs": carry.runs}
+        return output, {"model": resolved.model, "runs": carry.runs, **self._approvals()}
 
     async def _start_agent(self, resolved: ResolvedNode, node: AgentNode) -> AgentState:
         specs = await calls.run(
@@ -225,6 +236,12 @@ class NodeWorkflow:
             started_at=workflow.now(),
         )
 
+    def _approvals(self) -> dict[str, Any]:
+        """`approvals` for the result event's data, only when someone decided (events of nodes
+        without approvals stay as they were)."""
+        decided = self._agent.approvals() if self._agent is not None else []
+        return {"approvals": decided} if decided else {}
+
     def _outcome(
         self,
         item: WorkItem,
@@ -237,7 +254,7 @@ class NodeWorkflow:
         info = workflow.info()
         extra = dict(details or {})
         if self._agent is not None and status == "failed":
-            extra.update(iterations=self._agent.state.iteration, usage=self._agent.state.usage.model_dump())
+            extra.update(iterations=self._agent.state.iteration, usage=self._agent.state.usage.model_dump(), **self._approvals())
         return NodeOutcome(
             graph_id=item.graph_id,
             node_id=item.node_id,

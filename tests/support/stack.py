@@ -18,6 +18,7 @@ import redis
 
 from executor.local_services import Proc, free_port, start_redis, start_temporal, wait_for_port
 from doubles.scripted_llm import ScriptedLLM
+from tests.support.providers import provider_env
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_SERVER = ROOT / "tests" / "support" / "mcp_server.py"
@@ -48,13 +49,15 @@ class Stack:
     ports: dict[str, dict[str, int]] = field(default_factory=dict)  # per service: health, metrics
     extra_env: dict[str, str] = field(default_factory=dict)
     redis_server: str = "embedded"  # or "floor": the oldest Redis we support (executor/local_services.py)
+    code_root: Path = ROOT  # the checkout whose worker and ingress run (a release's, to record its histories)
 
     # -- processes -------------------------------------------------------------------------
-    def start_infra(self, *, temporal_db: bool = False, ui_port: int | None = None) -> None:
-        """Temporal (with its Web UI on `ui_port` when given), Redis and the MCP servers."""
+    def start_infra(self, *, temporal_db: bool = False, ui_port: int | None = None, codec_endpoint: str | None = None) -> None:
+        """Temporal (with its Web UI on `ui_port` when given, decoding through `codec_endpoint`), Redis and the MCP servers."""
         self.procs["temporal"] = start_temporal(
             self.tmp / "temporal" if temporal_db else None,
             port=self.temporal_port, ui_port=ui_port or free_port(), sink=self.log, headless=ui_port is None,
+            codec_endpoint=codec_endpoint,
         )
         self.procs["redis"] = start_redis(self.tmp / "redis", port=self.redis_port, sink=self.log, server=self.redis_server)
         self.procs["mcp-http"] = Proc("mcp-http", self.mcp_http_argv(), env=self.env(), sink=self.log)
@@ -101,6 +104,8 @@ class Stack:
             "LOG_LEVEL": "info",
             "INGRESS_BLOCK_MS": "200",
             "CONTINUE_AS_NEW_EVENTS": "60",
+            **provider_env(self.tmp, self.llm.base_url),  # openai, bedrock, vertex beside the default anthropic
+            "WORKER_BUILD_ID": "tests",  # one version however the tree changes during a session (docs/upgrades.md)
             **self.extra_env,
             **overrides,
         }
@@ -110,8 +115,10 @@ class Stack:
         ports = self.ports.setdefault(name, {"health": free_port(), "metrics": free_port()})
         env = {"HEALTH_PORT": str(ports["health"]), "METRICS_PORT": str(ports["metrics"]), **env}
         # `faulty-worker`: the worker with fault points armed by EXECUTOR_FAULTS (doubles/faults.py)
-        argv = [sys.executable, "-m", "tests.support.faulty_worker"] if kind == "faulty-worker" else [sys.executable, "-m", "executor", kind]
-        proc = Proc(name, argv, env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(ROOT))
+        # `upgraded-worker`: the worker with NodeWorkflow's changed version 2 (tests/support/upgraded_worker.py)
+        test_entries = {"faulty-worker": "tests.support.faulty_worker", "upgraded-worker": "tests.support.upgraded_worker"}
+        argv = [sys.executable, "-m", test_entries[kind]] if kind in test_entries else [sys.executable, "-m", "executor", kind]
+        proc = Proc(name, argv, env=self.env(WORKER_ID=name, **env), sink=self.log, cwd=str(self.code_root))
         self.procs[name] = proc
         return proc
 
@@ -177,7 +184,7 @@ class Stack:
                     found.append(event)
         return found
 
-    def wait_event(self, graph_id: str, node_id: str = "n1", timeout: float = 30.0) -> dict[str, Any]:
+    def wait_event(self, graph_id: str, node_id: str = "n1", timeout: float = 60.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             events = self.events(graph_id, node_id)
@@ -227,7 +234,7 @@ class Stack:
             from adapters.settings import Settings
             from adapters.temporal_client import connect
 
-            client = await connect(Settings(temporal_address=f"127.0.0.1:{self.temporal_port}"))
+            client = await connect(Settings.from_env(self.env()))  # the services' settings: their keys and stores
             return await coro_fn(client)
 
         return asyncio.run(run())
@@ -247,7 +254,9 @@ def _query(stack: Stack, workflow_id: str, name: str) -> Any:
     return stack.temporal(run)
 
 
-def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05, message: str = "condition") -> Any:
+def wait_until(predicate: Any, timeout: float = 60.0, interval: float = 0.05, message: str = "condition") -> Any:
+    """Poll until `predicate` holds. The timeout is generous on purpose: on a busy 2-core machine a
+    step that takes 1 s alone can take 20; a condition that holds costs only the time it needs."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -265,11 +274,12 @@ def run_stack(
     temporal_db: bool = False,
     ui_port: int | None = None,
     redis_server: str = "embedded",
+    codec_endpoint: str | None = None,
     **extra_env: str,
 ) -> Iterator[Stack]:
     stack = Stack(tmp=tmp, log=log, llm=llm, extra_env=extra_env, redis_server=redis_server)
     try:
-        stack.start_infra(temporal_db=temporal_db, ui_port=ui_port)
+        stack.start_infra(temporal_db=temporal_db, ui_port=ui_port, codec_endpoint=codec_endpoint)
         stack.start_service("worker")
         stack.start_service("ingress")
         yield stack
