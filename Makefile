@@ -76,7 +76,13 @@ histories: install $(NPM_STAMP)
 	@test -n "$(RELEASE)" || { echo "usage: make histories RELEASE=<checkout of the released code>"; exit 2; }
 	$(PY) -m tests.support.record_histories --release $(RELEASE)
 
-bench: install
+BENCH_STAMP := $(VENV)/.bench-stamp
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: install $(BENCH_STAMP)
 	$(PY) -m bench
 
 clean:
