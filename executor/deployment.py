@@ -85,20 +85,6 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     return WorkerDeploymentConfig(version=version, use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED)
 
 
-async def current_version(client: Client, deployment_name: str) -> str | None:
-    """The deployment's current build id; None when it has none (or does not exist yet)."""
-    try:
-        reply = await client.workflow_service.describe_worker_deployment(
-            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment_name)
-        )
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    current = reply.worker_deployment_info.routing_config.current_deployment_version
-    return current.build_id or None
-
-
 async def become_current_if_none(client: Client, version: WorkerDeploymentVersion, stop: asyncio.Event, poll: float = 0.5) -> str:
     """Make `version` current when its deployment has no current version; returns the build id
     that is current in the end. The server learns of a version from its first poll, so setting
@@ -107,7 +93,7 @@ async def become_current_if_none(client: Client, version: WorkerDeploymentVersio
     unreachable_since: float | None = None
     while not stop.is_set():
         try:
-            current = await current_version(client, version.deployment_name)
+            current = await stranded.current_version(client, version.deployment_name)
             if current is not None:
                 return current
             await client.workflow_service.set_worker_deployment_current_version(
@@ -169,7 +155,7 @@ async def warn_if_not_current(client: Client, version: WorkerDeploymentVersion, 
 
 
 async def _warn_if_not_current(client: Client, version: WorkerDeploymentVersion, task_queue: str) -> str | None:
-    current = await current_version(client, version.deployment_name)
+    current = await stranded.current_version(client, version.deployment_name)
     if current == version.build_id:
         return None
     workers = 0

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -266,14 +266,7 @@ class Watchdog:
             if failing_for < self._settings.stuck_after:
                 return
             what = f"workflow task failing for {failing_for:.0f}s (attempt {attempt})"
-            await self._report(described, f"{what}, terminated by the watchdog: {failure.cause}")
-            try:
-                await handle.terminate(reason=f"watchdog: {what}: {failure.cause}")
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                return  # it closed meanwhile
-            log.warning("watchdog: terminated stuck %s (%s)", run.id, what, extra=_ids(run))
+            await self._report_and_terminate(handle, described, f"{what}, terminated by the watchdog: {failure.cause}", f"{what}: {failure.cause}")
 
     # -- stranded runs -------------------------------------------------------------------------
     async def check_stranded(self) -> None:
@@ -325,14 +318,18 @@ class Watchdog:
                 return  # closed, started, or moved to another version since the query
             if build is None and not stranded.waiting_since(raw, datetime.now(UTC) - timedelta(seconds=self._settings.stuck_after)):
                 return  # an unversioned run being served, or a task scheduled only now
-            await self._report(described, cause)
-            try:
-                await handle.terminate(reason=f"watchdog: {cause}")
-            except RPCError as exc:
-                if exc.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                return  # it closed meanwhile
-            log.warning("watchdog: terminated %s: %s", run.id, cause, extra=_ids(run))
+            await self._report_and_terminate(handle, described, cause, cause)
+
+    async def _report_and_terminate(self, handle: WorkflowHandle, run: WorkflowExecution, error: str, reason: str) -> None:
+        """The run's one `node.failed`, then its end: a run that cannot progress never hangs."""
+        await self._report(run, error)
+        try:
+            await handle.terminate(reason=f"watchdog: {reason}")
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return  # it closed meanwhile
+        log.warning("watchdog: terminated %s: %s", run.id, reason, extra=_ids(run))
 
     async def _back_to_last_task(self, run: WorkflowExecution) -> list[HistoryEvent]:
         """The newest events, back to the newest workflow task outcome (usually a page)."""
