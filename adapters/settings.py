@@ -130,6 +130,7 @@ class Settings(BaseModel):
     codec_cors_origins: list[str] = Field(default_factory=list)  # the Temporal UI's origin(s), e.g. http://localhost:8233
     watchdog_interval: float = Field(default=30.0, ge=0)  # (ingress) seconds between watchdog passes; 0: off
     stuck_after: float = Field(default=600.0, gt=0)  # a workflow task failing this long: reported and terminated
+    stranded_after: float = Field(default=600.0, gt=0)  # nodes of a worker version without workers this long: reported and terminated
     watchdog_lookback: float = Field(default=86_400.0, gt=0)  # how far back a starting watchdog looks for closed runs
 
     @field_validator("work_streams", "llm_models", "approvers", "llm_providers", mode="before")

@@ -85,6 +85,13 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
     return WorkerDeploymentConfig(version=version, use_worker_versioning=True, default_versioning_behavior=VersioningBehavior.PINNED)
 
 
+# Answers that a retry cannot change: the request or the caller is wrong, or the server has no
+# Worker Deployments (older than 1.28: WORKER_VERSIONING=false, docs/upgrades.md).
+_REFUSED = {RPCStatusCode.INVALID_ARGUMENT, RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.UNIMPLEMENTED}
+# The version is not known yet, or the deployment is busy: retried at the usual pace.
+_NOT_YET = {RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED, RPCStatusCode.RESOURCE_EXHAUSTED}
+
+
 async def become_current_if_none(client: Client, version: WorkerDeploymentVersion, stop: asyncio.Event, poll: float = 0.5) -> str:
     """Make `version` current when its deployment has no current version; returns the build id
     that is current in the end. The server learns of a version from its first poll, so setting
@@ -111,12 +118,14 @@ async def become_current_if_none(client: Client, version: WorkerDeploymentVersio
             # another worker may also have won the race: the next describe tells. RESOURCE_EXHAUSTED:
             # the deployment is busy ("too many requests issued to Worker Deployment ... try again
             # later"), e.g. while the server registers the version or another process describes it.
-            if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-                if unreachable_since is None:
-                    unreachable_since = time.monotonic()
-                    log.warning("worker deployment %s: Temporal unreachable (%s); retrying", version.deployment_name, exc.message)
-            elif exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED, RPCStatusCode.RESOURCE_EXHAUSTED):
+            # Anything else but a refusal is Temporal going away or coming back (UNAVAILABLE,
+            # DEADLINE_EXCEEDED, and UNKNOWN "transport error" for a connection cut mid-call):
+            # waited out, with a growing pause.
+            if exc.status in _REFUSED:
                 raise
+            if exc.status not in _NOT_YET and unreachable_since is None:
+                unreachable_since = time.monotonic()
+                log.warning("worker deployment %s: Temporal unreachable (%s); retrying", version.deployment_name, exc.message)
         try:
             await asyncio.wait_for(stop.wait(), poll if unreachable_since is None else min(5.0, 0.5 + time.monotonic() - unreachable_since))
         except TimeoutError:
@@ -136,7 +145,7 @@ def not_current_warning(deployment_name: str, build: str, current: str | None, c
     served = (
         f"{current_workers} workers polling"
         if current_workers
-        else "NO worker polling: its running nodes and every new node wait (the watchdog fails them after STUCK_AFTER)"
+        else "NO worker polling: its running nodes and every new node wait (the watchdog fails them after STRANDED_AFTER)"
     )
     return (
         f"worker version {deployment_name}:{build} is not current: it gets no work until it is. The current version is "

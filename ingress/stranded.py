@@ -5,7 +5,7 @@ node not yet started by any worker waits for the deployment's current version. S
 workers before it drained (a Kubernetes `RollingUpdate`, `pip install -U` and a restart, a
 `docker compose up --build` with a new build id) and those nodes wait for workers that no longer
 exist: nothing fails, nothing reports. The watchdog (ingress/watchdog.py) asks here, once per pass,
-which versions have had no worker for `STUCK_AFTER` and reports and terminates their nodes.
+which versions have had no worker for `STRANDED_AFTER` and reports and terminates their nodes.
 
 Whether a version has workers is read from the task queue's pollers (DescribeTaskQueue, one call
 per task type, as `executor status` does; works on every server with Worker Deployments). A poller
@@ -16,7 +16,7 @@ with worker heartbeats; an older server lacks it and stopping is seen only after
 The server forgets pollers some minutes after their last poll: from then on the watchdog's own
 memory (`UnservedClock`) says since when the version has had none. Per pass: two DescribeTaskQueue,
 one ListWorkers page, and two visibility queries (at most `STRANDED_PER_PASS` runs); the deployment
-itself is described only when a node has waited `STUCK_AFTER` for its first workflow task.
+itself is described only when a node has waited `STRANDED_AFTER` for its first workflow task.
 """
 
 from __future__ import annotations

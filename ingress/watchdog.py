@@ -22,7 +22,7 @@ through), for the NodeWorkflows of our task queue:
    failure of a streak is recorded, the later attempts are not). Failing for `STUCK_AFTER`: the
    node is reported with that reason, then the run is terminated, so `rerun` can start it again.
 3. Stranded (versioned workers, ingress/stranded.py). A running node pinned to a worker version
-   that no worker has polled for `STUCK_AFTER` (its workers were stopped before it drained), or
+   that no worker has polled for `STRANDED_AFTER` (its workers were stopped before it drained), or
    not started yet while the deployment's current version has had no worker that long, would wait
    for ever: reported naming the version and what to do, then terminated. At most
    `STRANDED_PER_PASS` runs of each kind per pass; the rest come next pass.
@@ -186,7 +186,10 @@ class Watchdog:
         if not interval:
             log.info("watchdog off (WATCHDOG_INTERVAL=0)")
             return
-        log.info("watchdog: a pass every %gs; workflow tasks failing for %gs count as stuck", interval, self._settings.stuck_after)
+        log.info(
+            "watchdog: a pass every %gs; workflow tasks failing for %gs count as stuck, versions without workers for %gs as stranded",
+            interval, self._settings.stuck_after, self._settings.stranded_after,
+        )
         while not stop.is_set():
             await self.sweep()
             try:
@@ -270,10 +273,10 @@ class Watchdog:
 
     # -- stranded runs -------------------------------------------------------------------------
     async def check_stranded(self) -> None:
-        """Nodes pinned to a worker version no worker has polled for `STUCK_AFTER`, and nodes never
+        """Nodes pinned to a worker version no worker has polled for `STRANDED_AFTER`, and nodes never
         started while the current version has had none that long (ingress/stranded.py). The
         deployment itself (a busy entity: too many reads make the server refuse them) is read only
-        when a node has waited `STUCK_AFTER` for its first workflow task."""
+        when a node has waited `STRANDED_AFTER` for its first workflow task."""
         name, queue = self._settings.worker_deployment_name, self._settings.temporal_task_queue
         now = datetime.now(UTC)
         served = await stranded.served(self._temporal, queue, name)
@@ -287,8 +290,8 @@ class Watchdog:
             build = stranded.listed_build(run.search_attributes, name)  # visibility has no versioning info: its attributes
             if build is not None and build not in serving:
                 pinned.setdefault(build, []).append(run)
-        # Never started, for STUCK_AFTER: waiting for the current version.
-        cutoff = _rfc3339(now - timedelta(seconds=self._settings.stuck_after))
+        # Never started, for STRANDED_AFTER: waiting for the current version.
+        cutoff = _rfc3339(now - timedelta(seconds=self._settings.stranded_after))
         unstarted_query = f"{self._running_query} AND TemporalWorkerDeployment IS NULL AND StartTime < '{cutoff}'"
         current = None
         if [run async for run in self._temporal.list_workflows(unstarted_query, limit=1)]:
@@ -296,18 +299,18 @@ class Watchdog:
         watched = set(pinned) | ({current} if current is not None and current not in serving else set())
         unserved = self._unserved.unserved_for(sorted(watched), served, now)
         for build, runs in pinned.items():
-            if unserved[build] >= self._settings.stuck_after:
+            if unserved[build] >= self._settings.stranded_after:
                 cause = stranded.pinned_cause(name, build, unserved[build], serving, current)
                 for run in runs:
                     await self._settle(lambda r, b=build, c=cause: self.settle_stranded(r, b, c), run)  # type: ignore[misc]
-        if current is not None and unserved.get(current, 0.0) >= self._settings.stuck_after:
+        if current is not None and unserved.get(current, 0.0) >= self._settings.stranded_after:
             cause = stranded.unstarted_cause(name, current, unserved[current], serving, current)
             async for run in self._temporal.list_workflows(unstarted_query, limit=STRANDED_PER_PASS):
                 await self._settle(lambda r, c=cause: self.settle_stranded(r, None, c), run)  # type: ignore[misc]
 
     async def settle_stranded(self, run: WorkflowExecution, build: str | None, cause: str) -> None:
         """Report and terminate `run` if it is still running on `build`, or (None) still waiting
-        for its first workflow task since `STUCK_AFTER` ago on no version."""
+        for its first workflow task since `STRANDED_AFTER` ago on no version."""
         async with result_marker.lease(self._redis, run.id) as held:
             if not held:
                 return
@@ -316,7 +319,7 @@ class Watchdog:
             raw = described.raw_description
             if described.status != WorkflowExecutionStatus.RUNNING or stranded.effective_build(raw.workflow_execution_info.versioning_info) != build:
                 return  # closed, started, or moved to another version since the query
-            if build is None and not stranded.waiting_since(raw, datetime.now(UTC) - timedelta(seconds=self._settings.stuck_after)):
+            if build is None and not stranded.waiting_since(raw, datetime.now(UTC) - timedelta(seconds=self._settings.stranded_after)):
                 return  # an unversioned run being served, or a task scheduled only now
             await self._report_and_terminate(handle, described, cause, cause)
 

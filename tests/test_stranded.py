@@ -81,7 +81,7 @@ def test_the_warning_of_a_worker_whose_version_is_not_current() -> None:
     stranded = not_current_warning("dago", "v2", "v1", 0)
     assert stranded == (
         "worker version dago:v2 is not current: it gets no work until it is. The current version is v1, with NO worker polling: "
-        "its running nodes and every new node wait (the watchdog fails them after STUCK_AFTER). To make this version current: "
+        "its running nodes and every new node wait (the watchdog fails them after STRANDED_AFTER). To make this version current: "
         "temporal worker deployment set-current-version --deployment-name dago --build-id v2 --yes (docs/upgrades.md section 2)"
     )
     assert "The current version is v1, with 3 workers polling." in not_current_warning("dago", "v2", "v1", 3)

@@ -240,7 +240,7 @@ def test_an_incompatible_change_without_versioning_fails_each_run_with_a_node_fa
         rollout.stop_all()
 
 
-STRANDED_AFTER = 3  # STUCK_AFTER of the stranded test's ingress, in seconds
+STRANDED_AFTER = 3  # of the stranded test's ingress, in seconds
 
 
 def logged(stack: Stack, process: str, text: str) -> list[str]:
@@ -262,7 +262,7 @@ def test_nodes_stranded_on_a_version_without_workers_get_one_node_failed_naming_
     rollout = Rollout(stack, versioned=True)
     try:
         rollout.start("worker", "stranded-v1", WORKER_BUILD_ID="v1")
-        rollout.start("ingress", "stranded-ingress", WORK_STREAMS=rollout.stream, WATCHDOG_INTERVAL="1", STUCK_AFTER=str(STRANDED_AFTER))
+        rollout.start("ingress", "stranded-ingress", WORK_STREAMS=rollout.stream, WATCHDOG_INTERVAL="1", STRANDED_AFTER=str(STRANDED_AFTER))
         pinned_graph, pinned = rollout.submit_agent({"llm_config": {"model": "echo-stranded"}, "tools": ["echo"],
                                                      "require_approval": ["echo"], "task": "echo: hello"})
         wait_until(lambda: waiting_calls(stack, [pinned]), timeout=ROUND_TRIP, interval=0.5, message="the node waits for approval on v1")
@@ -287,7 +287,7 @@ def test_nodes_stranded_on_a_version_without_workers_get_one_node_failed_naming_
         fresh_graph, fresh = rollout.submit_agent({"llm_config": {"model": "echo-stranded"}, "task": "hello"})
 
         # Each stranded node: one node.failed naming the version and what to do, then terminated.
-        # Bounded: STUCK_AFTER after v1 said it stopped (its shutdown heartbeat), plus a pass or two.
+        # Bounded: STRANDED_AFTER after v1 said it stopped (its shutdown heartbeat), plus a pass or two.
         event = stack.wait_event(pinned_graph, timeout=ROUND_TRIP)
         assert time.monotonic() - stopped < ROUND_TRIP
         assert event["type"] == "node.failed" and event["data"]["reported_by"] == "watchdog", event
