@@ -15,7 +15,11 @@ tests do), then measures:
 6. one long agent loop (100 rounds, ~800 KB conversation): history bytes per model call,
    external storage, billed tokens, as shipped and before transcripts (bench/long_loop.py;
    alone: `python -m bench --only long-loop`);
-7. for reference, a stock dev server without `history.transferProcessorMaxPollRPS=1000`.
+7. the peer row: our agent node (2 model calls + 1 tool call) beside pydantic-ai's Temporal
+   agent (`TemporalDurability`) on the same LLM server and dev server: throughput, p50/p95, CPU,
+   history events and bytes, Redis commands per node (bench/peer.py, bench/peer_phase.py;
+   alone: `python -m bench --only peer`);
+8. for reference, a stock dev server without `history.transferProcessorMaxPollRPS=1000`.
 
 Figures go to stdout (a table) and to `test-artifacts/bench-results.json`.
 See docs/performance.md.

@@ -152,6 +152,25 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def per_node_table(results: dict[str, Any]) -> str:
+    """What one node leaves behind, for the capacity model: its history (one low-load node) and the
+    Redis commands per node during the burst (`INFO commandstats`; the bench's own XADD and
+    result-stream XREADs, about 2 per node, included)."""
+    lines = [
+        "| workload (per node) | history events | history bytes | workflow tasks | activities | markers | Redis commands | of which XADD / XREAD (the bench's share) |",
+        "| " + " | ".join(["---"] * 8) + " |",
+    ]
+    for _, r in ordered(results):
+        h, redis = r.get("history"), r.get("redis_commands_per_node")
+        if not h or not redis:
+            continue
+        lines.append(
+            f"| {r['label']} | {h['events']} | {h['bytes']:,} | {h['workflow_tasks']} | {h['activities']} | {h['markers']} "
+            f"| {fmt(redis.get('total'))} | {fmt(redis.get('xadd', 0.0))} / {fmt(redis.get('xread', 0.0))} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def waiting_table(results: dict[str, Any]) -> str:
     lines = [
         "| worker settings | loops submitted | workflows started | open | LLM calls in flight (max) | worker RSS idle MiB "

@@ -10,6 +10,9 @@ passes `history.transferProcessorMaxPollRPS=1000`):
                  (bench/worker.py); the bare workflow with eager start
   6 waiting      agent loops held by a slow LLM on one worker: temporalio's defaults (by
                  environment), then the executor as shipped
+  peer         our agent node beside pydantic-ai's TemporalDurability agent, same task, same LLM
+               and dev server (bench/peer_phase.py); kept in the budget before the experiments
+  long loop    one 100-round agent loop (bench/long_loop.py), if time allows
 Then, if time allows, on a stock dev server (no dynamic config, as before that flag):
   7 reference    bare and ours tool nodes at low load only: the single shard's dispatch delay
 Each phase has its own task queue and work stream; ours uses the real `executor.work`.
@@ -33,7 +36,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench import baseline, long_loop, report, waiting
+from bench import baseline, histories, long_loop, peer_phase, report, waiting
 from bench.direct import Direct
 from bench.stack import API_KEY, ROOT, BenchStack, Service, cpu_seconds, load_average, system_busy_seconds
 from bench.workloads import AGENT_ITERATIONS, NODES, ResultReader, StreamDriver, watched
@@ -48,7 +51,11 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "shipped": ("as shipped: 2000 activity slots, 2000 cached, 2000 LLM connections", "", {}),
     "activities": ("2000 activity slots, 1000 LLM connections", "", {"LLM_MAX_CONNECTIONS": "1000"}),
     "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10", {}),
+    # what docs/configuration.md tells a user who wants N loops waiting: one activity slot, one
+    # cached workflow and one LLM connection per waiting loop (N = --loops; filled in by waiting_phase)
+    "sized": ("sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "", {}),
 }
+SIZED_SETTINGS = ("WORKER_MAX_ACTIVITIES", "WORKER_MAX_CACHED_WORKFLOWS", "LLM_MAX_CONNECTIONS")
 # --experiments NAME,...: tool-node runs beside ours: label, BENCH_PATCHES, environment, workers
 EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "2-workers": ("ours, 2 worker processes", "", {}, 2),
@@ -78,6 +85,9 @@ class Plan:
     only_waiting: bool = False
     long_loop: bool = True  # the long-loop row (bench/long_loop.py)
     only_long_loop: bool = False
+    peer: bool = True  # the pydantic-ai row beside our agent node (bench/peer_phase.py)
+    peer_k: int = peer_phase.PEER_K
+    only_peer: bool = False
     budget_seconds: float = 300.0  # optional phases are skipped when the rest would not fit
 
 
@@ -166,6 +176,7 @@ async def bare_phase(stack: BenchStack, client: Any, plan: Plan, label: str, gro
 
 async def ours_phase(
     stack: BenchStack, driver: StreamDriver, plan: Plan, kinds: list[str] | tuple[str, ...], label: str, group: str, *, burst: bool = True,
+    client: Any = None,
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for kind in kinds:
@@ -178,9 +189,15 @@ async def ours_phase(
             say(f"{label} {kind}: p50 {out[kind]['low_load']['p50_ms']} ms")
             continue
         await asyncio.sleep(0.5)
-        before = cpu_of(stack)
+        before, calls = cpu_of(stack), await peer_phase.redis_calls(driver.redis)
         seconds, lat = await driver.burst(make, plan.burst)
         out[kind] = summarize(f"{label}: {name}", kind, group, low, seconds, lat, plan.burst, cores_used(before, cpu_of(stack), seconds))
+        # Redis commands per node during the burst (the bench's own XADD and result XREADs included)
+        out[kind]["redis_commands_per_node"] = peer_phase.per_node(calls, await peer_phase.redis_calls(driver.redis), plan.burst)
+        if driver.events and client is not None:  # one low-load history: events and bytes per node
+            out[kind]["history"] = {
+                k: v for k, v in (await histories.describe(client, driver.events[-1]["data"]["workflow_id"])).items() if k != "timeline"
+            }
         say(f"{label} {kind}: {out[kind]['throughput_wf_s']} wf/s, p50 {out[kind]['low_load']['p50_ms']} ms, cores {out[kind]['cores_during_burst']}")
         await asyncio.sleep(0.5)
     if driver.failed:
@@ -203,13 +220,13 @@ def with_services(stack: BenchStack, name: str, stream: str, patches: str = "", 
 
 async def ours_services_phase(
     stack: BenchStack, redis: Any, reader: ResultReader, plan: Plan, kinds: list[str] | tuple[str, ...], label: str, group: str,
-    *, stream: str | None = None, patches: str = "", workers: int = 1, burst: bool = True, **env: str,
+    *, stream: str | None = None, patches: str = "", workers: int = 1, burst: bool = True, client: Any = None, **env: str,
 ) -> dict[str, dict[str, Any]]:
     stream = stream or f"bench.{group}.{uuid.uuid4().hex[:6]}"
     worker_services, ingress = with_services(stack, group, stream, patches=patches, workers=workers, **env)
     try:
         driver = StreamDriver(redis, reader, stream, watch=[*(w.proc for w in worker_services), ingress.proc])
-        out = await ours_phase(stack, driver, plan, kinds, label, group, burst=burst)
+        out = await ours_phase(stack, driver, plan, kinds, label, group, burst=burst, client=client)
         for row in out.values():
             row.update({"patches": patches or "(none)", "env": env, "worker_processes": workers})
         return out
@@ -260,6 +277,7 @@ async def eager_phase(client: Any, plan: Plan) -> dict[str, Any]:
 
 WAITING_SECONDS = 60.0  # what one waiting-loops variant takes, about (2000 loops on 2 cores)
 STOCK_SECONDS = 25.0
+PEER_SECONDS = 75.0  # the peer row, about: 3 × (35 agents one at a time + a burst of 200) on 2 cores
 LONG_LOOP_SECONDS = 90.0  # the long-loop row, about (100 rounds as shipped, then before transcripts, on 2 cores)  # the stock-server reference: a server start, 2 × 35 nodes one at a time
 
 
@@ -274,8 +292,16 @@ async def phases(stack: BenchStack, plan: Plan, clock: Clock, results: dict[str,
         if plan.only_long_loop:
             await long_loop_phase(stack, redis, reader, client, results)
             return
+        if plan.only_peer:
+            await peer_phase_run(stack, plan, redis, reader, client, results)
+            return
         if not plan.only_waiting:
             await main_phases(stack, plan, clock, redis, reader, client, results)
+        if plan.peer and not plan.only_waiting:
+            if clock.left() < PEER_SECONDS + (STOCK_SECONDS if plan.stock_reference else 0):
+                results["skipped"].append("peer row: time budget (run it alone: python -m bench --only peer)")
+            else:
+                await peer_phase_run(stack, plan, redis, reader, client, results)
         if plan.long_loop and not plan.only_waiting:
             if clock.left() < LONG_LOOP_SECONDS + (STOCK_SECONDS if plan.stock_reference else 0):
                 results["skipped"].append("long loop: time budget (run it alone: python -m bench --only long-loop)")
@@ -299,19 +325,22 @@ async def main_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, r
     results["bare"] = await bare_phase(stack, client, plan, "bare Temporal (3 no-op activities + timer)", "bare")
 
     say("2/6 ours end to end (XADD executor.work → node.completed): tool, llm, agent")
-    ours = await ours_services_phase(stack, redis, reader, plan, list(NODES), "ours", "ours", stream="executor.work")
+    ours = await ours_services_phase(stack, redis, reader, plan, list(NODES), "ours", "ours", stream="executor.work", client=client)
     results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
 
     if plan.local_steps_kinds:
         say(f"3/6 ours with LOCAL_STEPS=true on the ingress: {', '.join(plan.local_steps_kinds)}")
-        local = await ours_services_phase(stack, redis, reader, plan, plan.local_steps_kinds, "ours + LOCAL_STEPS=true", "local", **LOCAL_STEPS)
+        local = await ours_services_phase(stack, redis, reader, plan, plan.local_steps_kinds, "ours + LOCAL_STEPS=true", "local", client=client, **LOCAL_STEPS)
         results["workloads"].update({f"local_{k}": v for k, v in local.items()})
 
     say(f"4/6 direct in-process executor (no Temporal, no stream; {plan.burst} at once)")
     results["direct"] = await direct_phase(stack, plan)
 
     say("5/6 experiments (tool nodes): " + (", ".join(plan.experiments) or "none"))
-    reserve = (WAITING_SECONDS * len(plan.waiting_variants) if plan.waiting else 0) + (STOCK_SECONDS if plan.stock_reference else 0)
+    reserve = (
+        (WAITING_SECONDS * len(plan.waiting_variants) if plan.waiting else 0) + (STOCK_SECONDS if plan.stock_reference else 0)
+        + (PEER_SECONDS if plan.peer else 0)  # the peer row goes before the optional experiments
+    )
     for name in plan.experiments:
         if clock.left() < 20 + reserve:
             results["skipped"].append(f"experiment {name}: time budget")
@@ -321,6 +350,12 @@ async def main_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, r
         results["workloads"][f"exp_{name}_tool"] = exp["tool"]
     if plan.eager:
         results["eager"]["dev server as shipped"] = await eager_phase(client, plan)
+
+
+async def peer_phase_run(stack: BenchStack, plan: Plan, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
+    say(f"peer row: our agent node (k={plan.peer_k}) beside pydantic-ai's TemporalDurability agent, same LLM server and dev server")
+    # this module is passed in so that bench/peer_phase.py reuses its helpers without importing it back
+    results["peer"] = await peer_phase.measure(sys.modules[__name__], stack, redis, reader, client, plan)
 
 
 async def long_loop_phase(stack: BenchStack, redis: Any, reader: ResultReader, client: Any, results: dict[str, Any]) -> None:
@@ -337,6 +372,8 @@ async def waiting_phase(stack: BenchStack, plan: Plan, clock: Clock, redis: Any,
     reserve = STOCK_SECONDS if plan.stock_reference and not plan.only_waiting else 0
     for n, key in enumerate(variants):
         name, patches, env = WAITING_VARIANTS[key]
+        if key == "sized":
+            name, env = name.format(loops=plan.waiting_loops), {setting: str(plan.waiting_loops) for setting in SIZED_SETTINGS}
         run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - reserve - 5) / (len(variants) - n) - 8))
         w = await waiting.measure(stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget, **env)
         w["env"] = env
@@ -406,12 +443,18 @@ async def run(plan: Plan, log_path: Path, out_path: Path) -> int:
         print(report.table(results))
         print()
         print(report.cpu_table(results))
+        if per_node := report.per_node_table(results):
+            print()
+            print(per_node)
     if results["waiting"]:
         print()
         print(report.waiting_table(results))
     if results["eager"]:
         print()
         print(report.eager_lines(results))
+    if results.get("peer"):
+        print()
+        print(peer_phase.table(results))
     if results.get("long_loop"):
         print()
         print(long_loop.lines(results["long_loop"]))
@@ -435,7 +478,10 @@ def cli() -> None:
     p.add_argument("--loops", type=int, default=None, help="waiting agent loops (default 2000)")
     p.add_argument("--waiting", default=None, help=f"worker settings of the waiting loops, from {','.join(WAITING_VARIANTS)} (default: defaults,shipped)")
     p.add_argument("--only-waiting", action="store_true", help="only the waiting agent loops")
-    p.add_argument("--only", choices=["long-loop"], default=None, help="only this row (long-loop: 100 rounds over an ~800 KB conversation)")
+    p.add_argument("--only", choices=["long-loop", "peer"], default=None, help="only this row (long-loop: 100 rounds over an ~800 KB conversation; peer: ours beside pydantic-ai's Temporal agent)")
+    p.add_argument("--no-peer", action="store_true", help="skip the pydantic-ai peer row")
+    p.add_argument("--peer-k", type=int, default=None, help=f"model calls of the peer row's agent task (default {peer_phase.PEER_K})")
+    p.add_argument("--waiting-budget", type=float, default=None, help="seconds one waiting-loops variant may take (default 90)")
     p.add_argument("--no-long-loop", action="store_true", help="skip the long-loop row")
     p.add_argument("--experiments", default=None, help=f"','-separated tool-node experiments, from {','.join(EXPERIMENTS)} (default: all of them)")
     p.add_argument("--no-stock", action="store_true", help="skip the stock dev server reference")
@@ -455,6 +501,10 @@ def cli() -> None:
     plan.waiting_loops = args.loops or plan.waiting_loops
     plan.only_waiting = args.only_waiting
     plan.only_long_loop = args.only == "long-loop"
+    plan.only_peer = args.only == "peer"
+    plan.peer = not args.no_peer
+    plan.peer_k = args.peer_k or plan.peer_k
+    plan.waiting_budget = args.waiting_budget or plan.waiting_budget
     plan.long_loop = not args.no_long_loop
     if args.experiments is not None:
         plan.experiments = tuple(e for e in args.experiments.split(",") if e)

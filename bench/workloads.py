@@ -123,6 +123,11 @@ class StreamDriver:
         self.stream = stream
         self.watch = list(watch)
         self.failed = 0
+        self.events: list[dict[str, Any]] = []  # the result events of `one` (their workflow ids, for histories)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        return self._redis
 
     async def _wait(self, awaitable: Awaitable[Any], timeout: float, what: str) -> Any:
         return await watched(awaitable, watch=self.watch, timeout=timeout, what=f"{what} on {self.stream}")
@@ -140,6 +145,7 @@ class StreamDriver:
         await self._redis.xadd(self.stream, {"data": json.dumps(doc)})
         done, event = await self._wait(future, timeout, "a node")
         self._check(event)
+        self.events.append(event)
         return done - t0
 
     async def sequential(self, make: Callable[[int], dict[str, Any]], runs: int, timeout: float = 60.0) -> list[float]:
