@@ -43,19 +43,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterato
         yield from run_stack(tmp_path_factory.mktemp("stack"), log, llm)
 
 
-# Under pytest-xdist (`--dist loadfile`, `make test`) a file runs on one worker from start to
-# end: the longest files go first, so that none starts last and keeps one worker busy alone.
-LONGEST_FIRST = (
-    "test_faults.py", "test_ingress_outages.py", "test_upgrades.py", "test_crash.py", "test_watchdog.py",
-    "test_ingress.py", "test_mcp.py", "test_redis_servers.py", "test_ui_codec.py", "test_encryption.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Which real servers this run used, so a green run says what it was green on."""
     from executor.local_services import REDIS_SERVERS, redis_version
