@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -68,9 +69,29 @@ def redis_version(server: str = "embedded") -> str:
 
 
 def free_port() -> int:
+    """A port free on loopback now, for a service started next. Taken below the kernel's
+    ephemeral range when it can be: a port from that range (what binding port 0 gives) may be
+    handed to some process's outgoing connection before the service binds it, which on a busy
+    machine (tests in parallel) happens."""
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = random.randint(max(1024, low - 12_000), low - 1) if low > 2048 else 0
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1", proc: Proc | None = None) -> None:
