@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
@@ -147,7 +148,8 @@ def latencies(runs: list[Run]) -> list[float]:
     return [r.done - r.t0 for r in runs]
 
 
-def main() -> None:
+def worker_main(serve: Callable[[str, str], Awaitable[None]]) -> None:
+    """`python -m bench.<module> worker --task-queue Q`: a bench worker process around `serve`."""
     p = argparse.ArgumentParser()
     p.add_argument("command", choices=["worker"])
     p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
@@ -156,6 +158,10 @@ def main() -> None:
     asyncio.run(serve(args.address, args.task_queue))
     sys.stdout.flush()
     os._exit(0)  # temporalio's native threads can abort a finalising interpreter
+
+
+def main() -> None:
+    worker_main(serve)
 
 
 if __name__ == "__main__":

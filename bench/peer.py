@@ -17,17 +17,16 @@ The client starts it by name with a plain string, so no plugin is needed on the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
-import sys
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from pydantic_ai import Agent
+    from pydantic_ai import __version__ as VERSION  # noqa: F401  (the peer row's label, bench/peer_phase.py)
     from pydantic_ai.durable_exec.temporal import PydanticAIPlugin, PydanticAIWorkflow, TemporalDurability
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
@@ -85,14 +84,9 @@ async def serve(address: str, task_queue: str) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("command", choices=["worker"])
-    p.add_argument("--address", default=os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
-    p.add_argument("--task-queue", required=True)
-    args = p.parse_args()
-    asyncio.run(serve(args.address, args.task_queue))
-    sys.stdout.flush()
-    os._exit(0)  # temporalio's native threads can abort a finalising interpreter
+    from bench.baseline import worker_main  # here, not at the top: the sandbox re-imports this module
+
+    worker_main(serve)
 
 
 if __name__ == "__main__":
