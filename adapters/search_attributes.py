@@ -1,8 +1,9 @@
 """Whether the namespace has the search attributes the workflow sets (core/search_attributes.py).
 
 They must be registered in the namespace (the dev stack does it; for production see
-docs/operations.md). A worker checks at start; when they are missing it logs how to add them and
-the workflows simply do not set them, instead of failing their tasks.
+docs/operations.md). The worker and the ingress check at start; when they are missing they log
+how to add them, the ingress starts workflows without them and the workflows do not set them,
+instead of failing their starts and tasks.
 """
 
 from __future__ import annotations

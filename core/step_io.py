@@ -231,8 +231,13 @@ class NodeInput(BaseModel):
     `local_steps` (chosen by the ingress, `LOCAL_STEPS`): resolve and emit run as local activities,
     which saves two round trips through the server per node; LLM and tool calls stay regular
     activities either way. Carried in the input, so a replay takes the same branch.
+
+    `attributes_at_start`: the starter set the node's search attributes (the ingress, when the
+    namespace has them; a continued run inherits its predecessor's), so the workflow upserts only
+    what its resolve step adds. False in histories from before: their runs upsert all of them.
     """
 
     item: WorkItem
     carry: AgentState | None = None  # the field's name is in recorded histories: keep it
     local_steps: bool = False
+    attributes_at_start: bool = False

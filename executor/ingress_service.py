@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from adapters.backoff import Backoff
-from adapters import redis_client, temporal_client, tracing
+from adapters import redis_client, search_attributes, temporal_client, tracing
 from adapters.settings import Settings
 from adapters.health import HealthServer
 from adapters.metrics import Metrics
@@ -37,7 +37,8 @@ async def run_ingress(settings: Settings, stop: asyncio.Event) -> None:
     runtime = temporal_client.runtime(settings)
     temporal = await connect_temporal(settings, stop, runtime)
     redis = redis_client.connect(settings)
-    ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter))
+    registered = await search_attributes.registered(temporal, settings.temporal_namespace)
+    ingress = Ingress(redis, temporal, settings, Metrics(runtime.metric_meter), search_attributes=registered)
     watchdog = Watchdog(redis, temporal, settings)
 
     async def consuming() -> None:

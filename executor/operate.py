@@ -9,14 +9,14 @@ import sys
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters import history, redis_client, result_marker, result_stream, temporal_client
 from adapters.claim_check import ClaimCheckMissing
 from adapters.redis_client import as_str
 from adapters.settings import Settings
-from core import keys
+from core import keys, search_attributes
 from core.errors import ContractError
 from core.result_event import NodeOutcome
 from core.step_io import ApprovalDecision, NodeInput
@@ -289,6 +289,12 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
     except (ClaimCheckMissing, ValueError, LookupError) as exc:
         print(f"error: cannot read the input of {workflow_id}: {exc}")
         return EXIT_FAILED
+    # ours from the old run (the namespace has them when the run has any), but not its outcome;
+    # the server's own (build ids, versions) are not a starter's to set
+    attributes = None
+    if described.typed_search_attributes.get(search_attributes.GRAPH_ID) is not None:
+        ours = {key.name for key in search_attributes.ALL if key is not search_attributes.OUTCOME}
+        attributes = TypedSearchAttributes([p for p in described.typed_search_attributes if p.key.name in ours])
     marker = keys.emitted_marker(workflow_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.get(marker)
@@ -299,8 +305,9 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
     try:
         started = await client.start_workflow(
             "NodeWorkflow",
-            NodeInput(item=original.item, local_steps=original.local_steps),
+            NodeInput(item=original.item, local_steps=original.local_steps, attributes_at_start=attributes is not None),
             id=workflow_id,
+            search_attributes=attributes,
             task_queue=described.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,  # an explicit operator action
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

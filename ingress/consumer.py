@@ -42,10 +42,10 @@ from adapters.settings import Settings
 from adapters.backoff import Backoff
 from adapters.redis_client import as_str
 from adapters.metrics import Metrics
-from core.errors import ContractError
 from core.work_item import MalformedEntry, WorkItem, parse_work_entry
 from core.result_event import ResultEvent
-from core.node_config import detect_mode, node_summary
+from core import search_attributes
+from core.node_config import node_summary
 from core.step_io import NodeInput
 from workflows.node import NodeWorkflow
 from ingress.dead_letters import bounded_reason, cause, dead_letter_record
@@ -92,10 +92,15 @@ class StartRefused(Exception):
 
 
 class Ingress:
-    def __init__(self, redis_client: redis.Redis, temporal: Client, settings: Settings, metrics: Metrics | None = None):
+    def __init__(
+        self, redis_client: redis.Redis, temporal: Client, settings: Settings, metrics: Metrics | None = None, *, search_attributes: bool = False
+    ):
+        """`search_attributes`: the namespace has ours registered (adapters/search_attributes.py),
+        so workflows start with them."""
         self._redis = redis_client
         self._temporal = temporal
         self._settings = settings
+        self._search_attributes = search_attributes
         self._metrics = metrics or Metrics()
         self.last_loop = 0.0  # loop time of the last completed iteration (readiness)
         self._group = settings.consumer_group
@@ -329,16 +334,19 @@ class Ingress:
             raise
 
     async def start(self, item: WorkItem) -> None:
+        mode, model = search_attributes.labels(item.config, self._settings.llm_model)
         try:
             await self._temporal.start_workflow(
                 NodeWorkflow.run,
-                NodeInput(item=item, local_steps=self._settings.local_steps),
+                NodeInput(item=item, local_steps=self._settings.local_steps, attributes_at_start=self._search_attributes),
                 id=item.workflow_id,
                 task_queue=self._settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=self.summary(item),
+                static_summary=node_summary(item.graph_id, item.node_id, mode, model),
                 static_details=f"from {item.stream} entry {item.entry_id} ({item.envelope} envelope)",
+                # set at start when the namespace has them: the workflow then upserts only its outcome
+                search_attributes=search_attributes.at_start(item.graph_id, item.node_id, mode, model) if self._search_attributes else None,
             )
             self._metrics.workflows_started.add(1)
             log.info("started %s", item.workflow_id, extra=_ids(item))
@@ -353,17 +361,7 @@ class Ingress:
     def summary(self, item: WorkItem) -> str:
         """`graph g · node n`, plus mode and model when the envelope carries the config (any
         config: it is validated later, by the resolve step). Bounded by `node_summary`."""
-        if item.config is None:
-            return node_summary(item.graph_id, item.node_id)
-        try:
-            mode = detect_mode(item.config)
-        except ContractError:
-            return node_summary(item.graph_id, item.node_id)
-        llm_config = item.config.get("llm_config")
-        model = llm_config.get("model") if isinstance(llm_config, dict) else None
-        if not isinstance(model, str) or not model:
-            model = self._settings.llm_model
-        return node_summary(item.graph_id, item.node_id, mode, model)
+        return node_summary(item.graph_id, item.node_id, *search_attributes.labels(item.config, self._settings.llm_model))
 
     async def dead_letter(
         self, entry: _Entry, reason: str, *, item: WorkItem | None = None, ids: tuple[str | None, str | None] = (None, None)

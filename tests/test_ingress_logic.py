@@ -10,8 +10,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from temporalio.common import TypedSearchAttributes
+
 from activities.resolve import render
 from adapters.settings import Settings
+from core import search_attributes as sa
 from core.errors import ContractError
 from core.work_item import MalformedEntry, WorkItem, parse_work_entry
 from core.node_config import ToolNode, node_summary, parse_node_config
@@ -217,3 +220,41 @@ def test_rendering_under_the_cap_is_unchanged() -> None:
     renderer = Renderer(Variables({"who": "world", "n": 3}, {}), max_bytes=1024)
     assert renderer.text("Hi {{who}} x{{ n }}") == "Hi world x3"
     assert renderer.value({"k": "{{n}}", "s": "{{who}}!"}) == {"k": 3, "s": "world!"}
+
+
+# -- search attributes at start (core/search_attributes.py) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        (None, (None, None)),
+        ({"tool_name": "t"}, ("tool", None)),
+        ({"llm_config": {"prompt": "p"}}, ("llm", "default-model")),
+        ({"llm_config": {"model": "m"}, "tools": ["t"]}, ("agent", "m")),
+        ({"llm_config": {"provider": "openai", "model": "gpt"}, "tools": ["t"]}, ("agent", "openai:gpt")),
+        ({"llm_config": {"provider": "openai", "prompt": "p"}}, ("llm", None)),  # LLM_MODEL is the default provider's
+        ({"llm_config": {"provider": "elsewhere", "model": "m", "prompt": "p"}}, ("llm", None)),
+        ({"type": "nonsense"}, (None, None)),
+    ],
+)
+def test_labels_the_ingress_knows_before_resolving(config: dict | None, expected: tuple) -> None:
+    assert sa.labels(config, "default-model") == expected
+
+
+def test_at_start_sets_what_is_known_and_leaves_out_what_the_server_would_refuse() -> None:
+    attrs = sa.at_start("g", "n", "agent", "m")
+    assert {p.key.name: p.value for p in attrs} == {"DagoGraphId": "g", "DagoNodeId": "n", "DagoMode": "agent", "DagoModel": "m"}
+    assert {p.key.name for p in sa.at_start("g", "n")} == {"DagoGraphId", "DagoNodeId"}
+    too_long = "é" * 600  # 1,200 bytes: over MAX_VALUE_BYTES
+    assert {p.key.name for p in sa.at_start(too_long, "n", "llm", too_long)} == {"DagoNodeId", "DagoMode"}
+
+
+def test_still_to_set_upserts_only_what_differs() -> None:
+    have = sa.at_start("g", "n", "agent", "ingress-default")
+    assert sa.still_to_set(have, "g", "n", "agent", "ingress-default") == []
+    assert [u.key.name for u in sa.still_to_set(have, "g", "n", "agent", "worker-default")] == ["DagoModel"]
+    # a run started without them (histories from before): all of them, in the order they always had
+    assert [(u.key.name, u.value) for u in sa.still_to_set(TypedSearchAttributes.empty, "g", "n", "tool", None)] == [
+        ("DagoGraphId", "g"), ("DagoNodeId", "n"), ("DagoMode", "tool"),
+    ]

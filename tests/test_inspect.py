@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from adapters import search_attributes
@@ -88,3 +89,50 @@ def test_unregistered_search_attributes_are_detected_not_fatal() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _attributes(stack: Stack, workflow_id: str) -> tuple[dict[str, str], list[list[str]]]:
+    """(the search attributes the run started with, the names each upsert in its history set)."""
+    from temporalio.converter import default as default_converter
+
+    history = stack.temporal(lambda c: c.get_workflow_handle(workflow_id).fetch_history())
+    convert = default_converter().payload_converter
+    started = history.events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
+    upserts = [
+        sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    return {name: convert.from_payload(payload) for name, payload in started.items() if name.startswith("Dago")}, upserts
+
+
+def test_ingress_sets_search_attributes_at_start_and_the_workflow_upserts_only_the_outcome(stack: Stack, llm) -> None:
+    """What the envelope tells goes in at start (no upsert, no extra visibility write); the
+    workflow adds only its outcome."""
+    model = f"claude-start-{uuid.uuid4().hex[:6]}"
+    llm.script(model, text("done"))
+    graph, node, wid = stack.submit_agent({"llm_config": {"model": model}, "tools": ["calculate"]})
+    assert stack.wait_event(graph, node)["type"] == "node.completed"
+    at_start, upserts = _attributes(stack, wid)
+    assert at_start == {"DagoGraphId": graph, "DagoNodeId": node, "DagoMode": "agent", "DagoModel": model}
+    assert upserts == [["DagoOutcome"]]
+
+
+def test_workflow_upserts_what_only_its_resolve_step_knew(stack: Stack) -> None:
+    """The orchestrator's envelope carries no config: the ingress knows graph and node, the
+    resolve step finds the mode in the graph state and the workflow upserts it."""
+    from tests.support.stack import ORCHESTRATOR_WORK
+
+    graph, event_id = f"g-{uuid.uuid4().hex[:8]}", str(uuid.uuid4())
+    stack.redis.set(f"dago:state:{graph}", json.dumps({"graph": {"nodes": {"n1": {"config": {"tool_name": "calculate", "tool_params": {"expression": "2*3"}}}}}}), ex=600)
+    stack.submit({"id": event_id, "type": "node.work", "execution_id": graph, "data": {"node_id": "n1", "graph_id": graph}}, stream=ORCHESTRATOR_WORK)
+    assert stack.wait_event(graph, "n1")["data"]["output"] == 6
+    at_start, upserts = _attributes(stack, f"node:{graph}:n1:{event_id}")
+    assert at_start == {"DagoGraphId": graph, "DagoNodeId": "n1"}
+    assert upserts == [["DagoMode"], ["DagoOutcome"]]
+
+
+def test_a_node_failing_its_resolve_step_is_listed_by_outcome(stack: Stack) -> None:
+    graph, node, wid = stack.submit_agent({"llm_config": {"prompt": "{{nothing}}"}})
+    assert stack.wait_event(graph, node)["type"] == "node.failed"
+    assert _attributes(stack, wid)[1] == [["DagoOutcome"]]

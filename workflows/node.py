@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import TypedSearchAttributes
 from temporalio.workflow import ContinueAsNewVersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.exceptions import TimeoutError as StepTimeout
@@ -74,6 +75,7 @@ class NodeWorkflow:
         self._item: WorkItem | None = None
         self._agent: AgentLoop | None = None
         self._search = False  # set search attributes (registered in the namespace)
+        self._at_start = False  # the starter set them (NodeInput.attributes_at_start)
         self._local_steps = False  # resolve and emit as local activities
 
     # -- inspection -------------------------------------------------------------------------
@@ -111,6 +113,7 @@ class NodeWorkflow:
         item, carry = node_input.item, node_input.carry
         self._item = item
         self._local_steps = node_input.local_steps
+        self._at_start = node_input.attributes_at_start
         started = (carry.started_at if carry else None) or workflow.now()
         cancelled = False
         try:
@@ -120,7 +123,7 @@ class NodeWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_carry = more.state.model_copy(update={"runs": more.state.runs + 1, "started_at": started})
             workflow.continue_as_new(
-                NodeInput(item=item, carry=next_carry, local_steps=self._local_steps),
+                NodeInput(item=item, carry=next_carry, local_steps=self._local_steps, attributes_at_start=self._search or self._at_start),
                 initial_versioning_behavior=ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
             )
         except (NodeFailure, AgentFailure) as failure:
@@ -136,7 +139,9 @@ class NodeWorkflow:
             error = f"cancelled by request (Temporal UI or CLI) during {self._step}"
             outcome = self._outcome(item, started, "failed", error=error)
         self._status = outcome.status
-        if self._search:
+        # A starter that set attributes shows the namespace has them: a node that failed before
+        # its resolve step finished is filterable by outcome too.
+        if self._search or self._at_start:
             workflow.upsert_search_attributes([sa.OUTCOME.value_set(outcome.status)])
         receipt = await self._emit(outcome)
         workflow.logger.info("node %s emitted to %s", outcome.status, receipt.stream)
@@ -164,11 +169,11 @@ class NodeWorkflow:
         self._mode, self._model = resolved.node.mode, resolved.model
         self._search = resolved.search_attributes
         workflow.set_current_details(node_summary(item.graph_id, item.node_id, self._mode, self._model))
-        if self._search:
-            workflow.upsert_search_attributes(
-                [sa.GRAPH_ID.value_set(item.graph_id), sa.NODE_ID.value_set(item.node_id), sa.MODE.value_set(self._mode)]
-                + ([sa.MODEL.value_set(self._model)] if self._model else [])
-            )
+        if self._search:  # what the starter did not set (core/search_attributes.py); as a rule nothing
+            have = workflow.info().typed_search_attributes if self._at_start else TypedSearchAttributes.empty
+            updates = sa.still_to_set(have, item.graph_id, item.node_id, self._mode, self._model)
+            if updates:
+                workflow.upsert_search_attributes(updates)
         self._status = "running"
         deadline = resolved.node.timeout or resolved.timeouts.node_seconds
         remaining = deadline - (workflow.now() - started).total_seconds()
