@@ -68,6 +68,10 @@ class Settings(BaseModel):
     llm_max_connections: int = Field(default=2000, ge=1)  # HTTP connections to the provider per worker
     worker_max_activities: int = Field(default=2000, ge=1)  # activities in flight per worker (mostly waiting)
     worker_max_cached_workflows: int = Field(default=2000, ge=0)  # workflows kept in memory (sticky cache)
+    # full: every run re-imports the workflow code in Temporal's sandbox, which stops a
+    # non-deterministic call at run time; passthrough: the code is imported once per process
+    # (executor/worker.py workflow_runner, docs/performance.md)
+    workflow_sandbox: Literal["full", "passthrough"] = "full"
     worker_versioning: bool = True  # Worker Deployment versioning (executor/deployment.py, docs/upgrades.md)
     worker_deployment_name: str = Field(default="dago-node-executor", pattern=r"^[^.]+$")
     worker_build_id: str | None = None  # default: the package version and a hash of the source
@@ -100,7 +104,7 @@ class Settings(BaseModel):
     failed_stream: str = "dago:events:node.failed"
     dead_letter_stream: str = "executor.work.dead"
     report_failures_on_completed: bool = False
-    local_steps: bool = False  # resolve and emit as local activities (faster; fewer steps in the UI)
+    local_steps: bool = True  # resolve as a local activity (a round trip fewer per node); core/step_io.py NodeInput
     template_missing: Literal["fail", "keep"] = "fail"
     max_rendered_bytes: int = Field(default=1_048_576, ge=1024)  # a node's rendered templates, in total
     max_entry_bytes: int = Field(default=1_048_576, ge=1024)

@@ -128,7 +128,7 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-GROUPS = ("ours", "local", "direct", "experiment")
+GROUPS = ("ours", "regular", "direct", "experiment")
 
 
 def ordered(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

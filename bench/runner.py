@@ -4,7 +4,7 @@ On the dev server as `make run` and the tests start it (executor.local_services.
 passes `history.transferProcessorMaxPollRPS=1000`):
   1 bare         BareNode started by a client, its worker in its own process
   2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
-  3 local steps  ours with LOCAL_STEPS=true on the ingress (resolve and emit as local activities)
+  3 regular steps  ours with LOCAL_STEPS=false on the ingress (resolve and emit as regular activities, as before 0.2)
   4 direct       the same steps in-process, no Temporal, no stream
   5 experiments  ours with 2 worker processes, and with scratch changes in the worker process only
                  (bench/worker.py); the bare workflow with eager start
@@ -51,6 +51,7 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "shipped": ("as shipped: 2000 activity slots, 2000 cached, 2000 LLM connections", "", {}),
     "activities": ("2000 activity slots, 1000 LLM connections", "", {"LLM_MAX_CONNECTIONS": "1000"}),
     "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10", {}),
+    "passthrough": ("as shipped + WORKFLOW_SANDBOX=passthrough", "", {"WORKFLOW_SANDBOX": "passthrough"}),
     # what docs/configuration.md tells a user who wants N loops waiting: one activity slot, one
     # cached workflow and one LLM connection per waiting loop (N = --loops; filled in by waiting_phase)
     "sized": ("sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "", {}),
@@ -61,11 +62,11 @@ EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "2-workers": ("ours, 2 worker processes", "", {}, 2),
     "unsandboxed": ("ours + unsandboxed (patch)", "unsandboxed", {}, 1),
     "no-search-attributes": ("ours + no search attributes (patch)", "no-search-attributes", {}, 1),
-    "all": (
-        "ours + LOCAL_STEPS + unsandboxed + no search attributes", "unsandboxed,no-search-attributes", {"LOCAL_STEPS": "true"}, 1,
-    ),
+    "passthrough": ("ours + WORKFLOW_SANDBOX=passthrough", "", {"WORKFLOW_SANDBOX": "passthrough"}, 1),
+    "all": ("ours + unsandboxed + no search attributes (patch)", "unsandboxed,no-search-attributes", {}, 1),
 }
-LOCAL_STEPS = {"LOCAL_STEPS": "true"}
+REGULAR_STEPS = {"LOCAL_STEPS": "false"}  # the opt-out: resolve and emit as regular activities
+PASSTHROUGH = {"WORKFLOW_SANDBOX": "passthrough"}
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Plan:
     waiting_budget: float = 90.0
     waiting_variants: tuple[str, ...] = ("defaults", "shipped")
     local_steps_kinds: tuple[str, ...] = ("tool", "agent")
-    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "no-search-attributes", "all")
+    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "passthrough", "no-search-attributes", "all")
     eager: bool = True
     stock_reference: bool = True
     waiting: bool = True
@@ -329,9 +330,9 @@ async def main_phases(stack: BenchStack, plan: Plan, clock: Clock, redis: Any, r
     results["workloads"].update({f"ours_{k}": v for k, v in ours.items()})
 
     if plan.local_steps_kinds:
-        say(f"3/6 ours with LOCAL_STEPS=true on the ingress: {', '.join(plan.local_steps_kinds)}")
-        local = await ours_services_phase(stack, redis, reader, plan, plan.local_steps_kinds, "ours + LOCAL_STEPS=true", "local", client=client, **LOCAL_STEPS)
-        results["workloads"].update({f"local_{k}": v for k, v in local.items()})
+        say(f"3/6 ours with LOCAL_STEPS=false on the ingress: {', '.join(plan.local_steps_kinds)}")
+        regular = await ours_services_phase(stack, redis, reader, plan, plan.local_steps_kinds, "ours + LOCAL_STEPS=false", "regular", client=client, **REGULAR_STEPS)
+        results["workloads"].update({f"regular_{k}": v for k, v in regular.items()})
 
     say(f"4/6 direct in-process executor (no Temporal, no stream; {plan.burst} at once)")
     results["direct"] = await direct_phase(stack, plan)

@@ -228,9 +228,14 @@ class ApprovalDecision(BaseModel):
 class NodeInput(BaseModel):
     """NodeWorkflow's one argument: the work item, plus the agent's state after continue-as-new.
 
-    `local_steps` (chosen by the ingress, `LOCAL_STEPS`): resolve and emit run as local activities,
-    which saves two round trips through the server per node; LLM and tool calls stay regular
-    activities either way. Carried in the input, so a replay takes the same branch.
+    `local_resolve` (chosen by the ingress, `LOCAL_STEPS`, on by default): the resolve step runs as
+    a local activity, which saves a round trip through the server per node. The emit stays a
+    regular activity: its input, the outcome, is then committed to the history before the event
+    is written, so a cancellation or a timer arriving meanwhile cannot make the workflow decide
+    differently from what the orchestrator was told (a local emit's task is retried with the new
+    event when it completes, and decides again). `local_steps` is what releases before 0.2 recorded:
+    resolve *and* emit local; their runs keep it. LLM and tool calls are regular activities either
+    way. Both are carried in the input, so a replay takes the same branch.
 
     `attributes_at_start`: the starter set the node's search attributes (the ingress, when the
     namespace has them; a continued run inherits its predecessor's), so the workflow upserts only
@@ -239,5 +244,6 @@ class NodeInput(BaseModel):
 
     item: WorkItem
     carry: AgentState | None = None  # the field's name is in recorded histories: keep it
-    local_steps: bool = False
+    local_steps: bool = False  # recorded histories: resolve and emit local
     attributes_at_start: bool = False
+    local_resolve: bool = False

@@ -305,7 +305,8 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
     try:
         started = await client.start_workflow(
             "NodeWorkflow",
-            NodeInput(item=original.item, local_steps=original.local_steps, attributes_at_start=attributes is not None),
+            # a new run under today's settings, like one the ingress starts
+            NodeInput(item=original.item, local_resolve=settings.local_steps, attributes_at_start=attributes is not None),
             id=workflow_id,
             search_attributes=attributes,
             task_queue=described.task_queue,

@@ -13,7 +13,8 @@ import socket
 from collections.abc import Sequence
 from datetime import timedelta
 
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 from temporalio.workflow import NondeterminismError
 
 from activities.emit import EmitActivities
@@ -34,6 +35,17 @@ from workflows.node import NodeWorkflow
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """Temporal's sandbox: `full` re-imports the workflow modules for every run, so a
+    non-deterministic call in them (the clock, randomness, I/O) fails the task instead of
+    corrupting a replay; `passthrough` imports them once per process and shares them between runs
+    (less CPU and memory per run), the checks left to the test suite, which replays the recorded
+    histories under the full sandbox (tests/test_replay.py)."""
+    if settings.workflow_sandbox == "passthrough":
+        return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+    return SandboxedWorkflowRunner()
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -74,6 +86,7 @@ async def run_worker(
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_concurrent_activities=settings.worker_max_activities,
         max_cached_workflows=settings.worker_max_cached_workflows,
+        workflow_runner=workflow_runner(settings),
         identity=f"{settings.worker_id}@{socket.gethostname()}",
         interceptors=interceptors,
         deployment_config=deployment.deployment_config(settings),

@@ -277,6 +277,9 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None, method: s
         return exc.code, dict(exc.headers), exc.read()
 
 
+LOCAL_ACTIVITY_MARKER_FIELDS = {"activation_index", "seq", "attempt", "activity_id", "activity_type", "complete_time", "backoff", "original_schedule_time"}
+
+
 def test_raw_history_and_stored_blobs_hold_no_plaintext(encrypted: Stack, node: Node) -> None:
     assert node.event["type"] == "node.completed" and node.event["data"]["output"]["result"] == node.answer
     # the result event on Redis stays plain: the orchestrator reads it
@@ -285,10 +288,14 @@ def test_raw_history_and_stored_blobs_hold_no_plaintext(encrypted: Stack, node: 
     leaked = [s for s in node.secrets if s.encode() in raw]
     assert not leaked, f"plaintext in the raw history: {leaked}"
     found = list(payloads_in(history))
+    # A local step's marker holds the SDK's own bookkeeping in plain JSON (which activity, which
+    # attempt, when); its result, like every payload of ours, is sealed.
+    markers = [json.loads(p.data) for path, p in found if path.endswith("marker_recorded_event_attributes.details[data].payloads[0]")]
+    assert markers and all(set(m) <= LOCAL_ACTIVITY_MARKER_FIELDS for m in markers), [sorted(m) for m in markers]
     plain_ones = [
         (path, p.metadata.get("encoding"))
         for path, p in found
-        if not sealed_or_stored(p) and "search_attributes" not in path
+        if not sealed_or_stored(p) and "search_attributes" not in path and "details[data]" not in path
     ]
     assert len(found) > 20 and not plain_ones, plain_ones
     assert {p.metadata["encryption-key-id"] for _, p in found if p.metadata.get("encoding") == b"binary/encrypted"} == {b"a"}

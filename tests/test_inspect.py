@@ -58,7 +58,7 @@ def test_activity_summaries_read_as_iterations(stack: Stack, llm) -> None:
     summaries = [
         pydantic_data_converter.payload_converter.from_payload(e.user_metadata.summary, str)
         for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
+        if e.HasField("activity_task_scheduled_event_attributes") or e.HasField("marker_recorded_event_attributes")  # local steps: markers
     ]
     assert summaries == [
         "resolve", "describe tools calculate",

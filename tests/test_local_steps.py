@@ -1,5 +1,7 @@
-"""LOCAL_STEPS (set on the ingress): resolve and emit as local activities, LLM and tool calls still
-regular activities; the node behaves the same and its history is two activities shorter."""
+"""LOCAL_STEPS (set on the ingress, on by default): resolve as a local activity; LLM calls, tool
+calls and the emit stay regular activities (core/step_io.py NodeInput says why the emit does). The
+node behaves the same and its history is one activity shorter. `LOCAL_STEPS=false` gives the
+regular resolve of the releases before."""
 
 from __future__ import annotations
 
@@ -10,16 +12,16 @@ from collections.abc import Iterator
 import pytest
 
 from doubles.scripted_llm import text, tool_use
-from tests.support.stack import Stack
+from tests.support.stack import WORK, Stack
 
-STREAM = "local.work"
+STREAM = "regular.work"
 
 
 @pytest.fixture(scope="module")
-def local_ingress(stack: Stack) -> Iterator[str]:
-    stack.start_service("ingress", "ingress-local", WORK_STREAMS=STREAM, LOCAL_STEPS="true")
+def regular_ingress(stack: Stack) -> Iterator[str]:
+    stack.start_service("ingress", "ingress-regular", WORK_STREAMS=STREAM, LOCAL_STEPS="false")
     yield STREAM
-    stack.procs.pop("ingress-local").stop()
+    stack.procs.pop("ingress-regular").stop()
 
 
 def kinds(stack: Stack, workflow_id: str) -> tuple[list[str], int]:
@@ -30,30 +32,44 @@ def kinds(stack: Stack, workflow_id: str) -> tuple[list[str], int]:
     return scheduled, len(markers)
 
 
-def test_tool_node_with_local_steps(stack: Stack, local_ingress: str) -> None:
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [(WORK, (["call_tool", "emit_result"], 1)), (STREAM, (["resolve_node", "call_tool", "emit_result"], 0))],
+    ids=["as-shipped", "LOCAL_STEPS=false"],
+)
+def test_tool_node_steps(stack: Stack, regular_ingress: str, stream: str, expected: tuple) -> None:
     graph = f"g-{uuid.uuid4().hex[:8]}"
-    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "6*7"}}}, stream=local_ingress)
+    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"tool_name": "calculate", "tool_params": {"expression": "6*7"}}}, stream=stream)
     event = stack.wait_event(graph, "n1")
     assert event["type"] == "node.completed" and event["data"]["output"] == 42
-    scheduled, markers = kinds(stack, event["data"]["workflow_id"])
-    assert scheduled == ["call_tool"] and markers == 2  # resolve and emit ran locally
+    assert kinds(stack, event["data"]["workflow_id"]) == expected
     time.sleep(0.5)
     assert len(stack.events(graph, "n1")) == 1
 
 
-def test_agent_node_with_local_steps(stack: Stack, llm, local_ingress: str) -> None:
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (WORK, (["describe_tools", "call_llm", "call_tool", "call_llm", "emit_result"], 1)),
+        (STREAM, (["resolve_node", "describe_tools", "call_llm", "call_tool", "call_llm", "emit_result"], 0)),
+    ],
+    ids=["as-shipped", "LOCAL_STEPS=false"],
+)
+def test_agent_node_steps(stack: Stack, llm, regular_ingress: str, stream: str, expected: tuple) -> None:
     model = f"claude-local-{uuid.uuid4().hex[:6]}"
     llm.script(model, tool_use(("calculate", {"expression": "2+2"})), text("4"))
     graph = f"g-{uuid.uuid4().hex[:8]}"
-    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"llm_config": {"model": model}, "tools": ["calculate"]}}, stream=local_ingress)
+    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"llm_config": {"model": model}, "tools": ["calculate"]}}, stream=stream)
     event = stack.wait_event(graph, "n1")
     assert event["data"]["output"]["result"] == "4"
-    scheduled, markers = kinds(stack, event["data"]["workflow_id"])
-    assert scheduled == ["describe_tools", "call_llm", "call_tool", "call_llm"] and markers == 2
+    assert kinds(stack, event["data"]["workflow_id"]) == expected
 
 
-def test_config_error_with_local_steps_fails_once(stack: Stack, local_ingress: str) -> None:
+@pytest.mark.parametrize("stream", [WORK, STREAM], ids=["as-shipped", "LOCAL_STEPS=false"])
+def test_config_error_fails_once(stack: Stack, regular_ingress: str, stream: str) -> None:
     graph = f"g-{uuid.uuid4().hex[:8]}"
-    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"llm_config": {"prompt": "{{nothing}}"}}}, stream=local_ingress)
+    stack.submit({"graph_id": graph, "node_id": "n1", "config": {"llm_config": {"prompt": "{{nothing}}"}}}, stream=stream)
     event = stack.wait_event(graph, "n1")
     assert event["type"] == "node.failed" and event["data"]["error"] == "unknown template variable: nothing"
+    time.sleep(0.5)
+    assert len(stack.events(graph, "n1")) == 1

@@ -76,7 +76,8 @@ class NodeWorkflow:
         self._agent: AgentLoop | None = None
         self._search = False  # set search attributes (registered in the namespace)
         self._at_start = False  # the starter set them (NodeInput.attributes_at_start)
-        self._local_steps = False  # resolve and emit as local activities
+        self._local_resolve = False  # resolve as a local activity (NodeInput.local_resolve)
+        self._local_emit = False  # emit as a local activity: only runs recorded before 0.2 (NodeInput.local_steps)
 
     # -- inspection -------------------------------------------------------------------------
     @workflow.query
@@ -112,7 +113,8 @@ class NodeWorkflow:
     async def run(self, node_input: NodeInput) -> NodeOutcome:
         item, carry = node_input.item, node_input.carry
         self._item = item
-        self._local_steps = node_input.local_steps
+        self._local_resolve = node_input.local_steps or node_input.local_resolve
+        self._local_emit = node_input.local_steps
         self._at_start = node_input.attributes_at_start
         started = (carry.started_at if carry else None) or workflow.now()
         cancelled = False
@@ -123,7 +125,7 @@ class NodeWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_carry = more.state.model_copy(update={"runs": more.state.runs + 1, "started_at": started})
             workflow.continue_as_new(
-                NodeInput(item=item, carry=next_carry, local_steps=self._local_steps, attributes_at_start=self._search or self._at_start),
+                node_input.model_copy(update={"carry": next_carry, "attributes_at_start": self._search or self._at_start}),
                 initial_versioning_behavior=ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
             )
         except (NodeFailure, AgentFailure) as failure:
@@ -153,7 +155,7 @@ class NodeWorkflow:
         """The result must reach the orchestrator: a cancellation requested while emitting (say,
         during a Redis outage) does not stop it; the outcome was decided before it came."""
         emitting = calls.start(
-            EmitActivities.emit_result, outcome, policies.EMIT, summary=f"emit {outcome.status}", local=self._local_steps
+            EmitActivities.emit_result, outcome, policies.EMIT, summary=f"emit {outcome.status}", local=self._local_emit
         )
         while True:
             try:
@@ -164,7 +166,7 @@ class NodeWorkflow:
     async def _execute(self, item: WorkItem, carry: AgentState | None, started: datetime) -> tuple[Any, dict[str, Any]]:
         """Resolve, then run the mode's steps within the node's deadline."""
         resolved = carry.resolved if carry else await calls.run(
-            ResolveActivities.resolve_node, item, policies.RESOLVE, summary="resolve", local=self._local_steps
+            ResolveActivities.resolve_node, item, policies.RESOLVE, summary="resolve", local=self._local_resolve
         )
         self._mode, self._model = resolved.node.mode, resolved.model
         self._search = resolved.search_attributes
