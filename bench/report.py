@@ -132,7 +132,7 @@ GROUPS = ("ours", "regular", "direct", "experiment")
 
 
 def ordered(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """Ours, ours + LOCAL_STEPS, direct, then the experiments."""
+    """Ours, ours + LOCAL_STEPS=false, direct, then the experiments."""
     items = list(results.get("workloads", {}).items()) + [(f"direct_{k}", v) for k, v in results.get("direct", {}).items()]
     return sorted(items, key=lambda kv: GROUPS.index(kv[1].get("group")) if kv[1].get("group") in GROUPS else len(GROUPS))
 

@@ -54,9 +54,20 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "passthrough": ("as shipped + WORKFLOW_SANDBOX=passthrough", "", {"WORKFLOW_SANDBOX": "passthrough"}),
     # what docs/configuration.md tells a user who wants N loops waiting: one activity slot, one
     # cached workflow and one LLM connection per waiting loop (N = --loops; filled in by waiting_phase)
-    "sized": ("sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "", {}),
+    # ("{loops}" in a value is --loops)
+    "sized": (
+        "sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "",
+        {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}"},
+    ),
+    "sized-passthrough": (
+        "sized for the loops, WORKFLOW_SANDBOX=passthrough", "",
+        {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}", "WORKFLOW_SANDBOX": "passthrough"},
+    ),
+    "sized-cache-1000": (
+        "sized for the loops but WORKER_MAX_CACHED_WORKFLOWS=1000", "",
+        {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "1000", "LLM_MAX_CONNECTIONS": "{loops}"},
+    ),
 }
-SIZED_SETTINGS = ("WORKER_MAX_ACTIVITIES", "WORKER_MAX_CACHED_WORKFLOWS", "LLM_MAX_CONNECTIONS")
 # --experiments NAME,...: tool-node runs beside ours: label, BENCH_PATCHES, environment, workers
 EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "2-workers": ("ours, 2 worker processes", "", {}, 2),
@@ -373,8 +384,7 @@ async def waiting_phase(stack: BenchStack, plan: Plan, clock: Clock, redis: Any,
     reserve = STOCK_SECONDS if plan.stock_reference and not plan.only_waiting else 0
     for n, key in enumerate(variants):
         name, patches, env = WAITING_VARIANTS[key]
-        if key == "sized":
-            name, env = name.format(loops=plan.waiting_loops), {setting: str(plan.waiting_loops) for setting in SIZED_SETTINGS}
+        name, env = name.format(loops=plan.waiting_loops), {k: v.format(loops=plan.waiting_loops) for k, v in env.items()}
         run_budget = min(plan.waiting_budget, max(15.0, (clock.left() - reserve - 5) / (len(variants) - n) - 8))
         w = await waiting.measure(stack, redis, reader, client, label=name, patches=patches, loops=plan.waiting_loops, budget=run_budget, **env)
         w["env"] = env
