@@ -28,7 +28,7 @@ def beat_interval(heartbeat_timeout: timedelta | None) -> float:
 @contextlib.asynccontextmanager
 async def heartbeating(interval: float | None = None) -> AsyncIterator[None]:
     """Heartbeat until the block ends (nothing outside an activity); nesting is harmless."""
-    if not activity.in_activity():
+    if not activity.in_activity() or activity.info().is_local:  # a local activity has no heartbeat
         yield
         return
     if interval is None:

@@ -228,8 +228,9 @@ class ApprovalDecision(BaseModel):
 class NodeInput(BaseModel):
     """NodeWorkflow's one argument: the work item, plus the agent's state after continue-as-new.
 
-    `local_resolve` (chosen by the ingress, `LOCAL_STEPS`, on by default): the resolve step runs as
-    a local activity, which saves a round trip through the server per node. The emit stays a
+    `local_reads` (chosen by the ingress, `LOCAL_STEPS`, on by default): the steps that only read,
+    resolve and (agent nodes) describe_tools, run as local activities in the node's first
+    workflow task, which saves a round trip through the server each. The emit stays a
     regular activity: its input, the outcome, is then committed to the history before the event
     is written, so a cancellation or a timer arriving meanwhile cannot make the workflow decide
     differently from what the orchestrator was told (a local emit's task is retried with the new
@@ -246,4 +247,4 @@ class NodeInput(BaseModel):
     carry: AgentState | None = None  # the field's name is in recorded histories: keep it
     local_steps: bool = False  # recorded histories: resolve and emit local
     attributes_at_start: bool = False
-    local_resolve: bool = False
+    local_reads: bool = False

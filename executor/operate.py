@@ -306,7 +306,7 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
         started = await client.start_workflow(
             "NodeWorkflow",
             # a new run under today's settings, like one the ingress starts
-            NodeInput(item=original.item, local_resolve=settings.local_steps, attributes_at_start=attributes is not None),
+            NodeInput(item=original.item, local_reads=settings.local_steps, attributes_at_start=attributes is not None),
             id=workflow_id,
             search_attributes=attributes,
             task_queue=described.task_queue,

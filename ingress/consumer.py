@@ -338,7 +338,7 @@ class Ingress:
         try:
             await self._temporal.start_workflow(
                 NodeWorkflow.run,
-                NodeInput(item=item, local_resolve=self._settings.local_steps, attributes_at_start=self._search_attributes),
+                NodeInput(item=item, local_reads=self._settings.local_steps, attributes_at_start=self._search_attributes),
                 id=item.workflow_id,
                 task_queue=self._settings.temporal_task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -1,7 +1,7 @@
-"""LOCAL_STEPS (set on the ingress, on by default): resolve as a local activity; LLM calls, tool
-calls and the emit stay regular activities (core/step_io.py NodeInput says why the emit does). The
-node behaves the same and its history is one activity shorter. `LOCAL_STEPS=false` gives the
-regular resolve of the releases before."""
+"""LOCAL_STEPS (set on the ingress, on by default): the steps that only read (resolve, and an
+agent's describe_tools) as local activities; LLM calls, tool calls and the emit stay regular
+activities (core/step_io.py NodeInput says why the emit does). The node behaves the same and its
+history is shorter. `LOCAL_STEPS=false` gives the regular steps of the releases before."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_tool_node_steps(stack: Stack, regular_ingress: str, stream: str, expect
 @pytest.mark.parametrize(
     ("stream", "expected"),
     [
-        (WORK, (["describe_tools", "call_llm", "call_tool", "call_llm", "emit_result"], 1)),
+        (WORK, (["call_llm", "call_tool", "call_llm", "emit_result"], 2)),
         (STREAM, (["resolve_node", "describe_tools", "call_llm", "call_tool", "call_llm", "emit_result"], 0)),
     ],
     ids=["as-shipped", "LOCAL_STEPS=false"],

@@ -44,7 +44,7 @@ class UI:
     log: IO[str]
 
 
-LOCAL_STEPS = ("resolve_node",)  # a local activity as shipped (LOCAL_STEPS=true)
+LOCAL_STEPS = ("resolve_node", "describe_tools")  # local activities as shipped (LOCAL_STEPS=true)
 
 
 @dataclass
@@ -127,7 +127,7 @@ def test_workflow_summary_and_details_in_user_metadata_tab(browser: Browser, ui:
 
 
 def test_steps_in_order_on_the_timeline(browser: Browser, ui: UI, agent_node: AgentNode) -> None:
-    # The timeline names a local step (resolve, as shipped) by its activity type alone;
+    # The timeline names a local step (resolve and describe, as shipped) by its activity type alone;
     # the event history below shows its summary too.
     labels = [kind if kind in LOCAL_STEPS else f"{kind} • {summary}" for kind, summary in agent_node.steps()]
     page = open_tab(browser, ui, agent_node, "timeline", "Timeline", *labels, shot="ui-agent-node-timeline.png")

@@ -22,10 +22,12 @@ R = TypeVar("R")
 def start(
     step: Callable[[Any, Any], Awaitable[R]], arg: Any, options: StepOptions, *, summary: str, local: bool = False
 ) -> workflow.ActivityHandle[R]:
-    """Schedule one step. Local steps (`LOCAL_STEPS`: resolve and emit) run in the workflow's own
-    worker without a round trip through the server; everything else is a regular activity."""
+    """Schedule one step. Local steps (`LOCAL_STEPS`: resolve and describe_tools) run in the
+    workflow's own worker without a round trip through the server; everything else is a regular
+    activity. A local activity has no heartbeat: the workflow task it runs in is its liveness."""
     if local:
-        return workflow.start_local_activity_method(step, arg, summary=summary, **options)  # type: ignore[arg-type]
+        local_options = {k: v for k, v in options.items() if k != "heartbeat_timeout"}
+        return workflow.start_local_activity_method(step, arg, summary=summary, **local_options)  # type: ignore[arg-type]
     return workflow.start_activity_method(step, arg, summary=summary, **options)  # type: ignore[arg-type]
 
 

@@ -76,7 +76,8 @@ class NodeWorkflow:
         self._agent: AgentLoop | None = None
         self._search = False  # set search attributes (registered in the namespace)
         self._at_start = False  # the starter set them (NodeInput.attributes_at_start)
-        self._local_resolve = False  # resolve as a local activity (NodeInput.local_resolve)
+        self._local_resolve = False  # resolve as a local activity (NodeInput.local_reads)
+        self._local_describe = False  # describe_tools as a local activity (NodeInput.local_reads)
         self._local_emit = False  # emit as a local activity: only runs recorded before 0.2 (NodeInput.local_steps)
 
     # -- inspection -------------------------------------------------------------------------
@@ -113,7 +114,8 @@ class NodeWorkflow:
     async def run(self, node_input: NodeInput) -> NodeOutcome:
         item, carry = node_input.item, node_input.carry
         self._item = item
-        self._local_resolve = node_input.local_steps or node_input.local_resolve
+        self._local_resolve = node_input.local_steps or node_input.local_reads
+        self._local_describe = node_input.local_reads
         self._local_emit = node_input.local_steps
         self._at_start = node_input.attributes_at_start
         started = (carry.started_at if carry else None) or workflow.now()
@@ -230,7 +232,8 @@ class NodeWorkflow:
 
     async def _start_agent(self, resolved: ResolvedNode, node: AgentNode) -> AgentState:
         specs = await calls.run(
-            ToolActivities.describe_tools, node.tools, policies.tool(resolved.timeouts), summary=f"describe tools {', '.join(node.tools)}"
+            ToolActivities.describe_tools, node.tools, policies.tool(resolved.timeouts), summary=f"describe tools {', '.join(node.tools)}",
+            local=self._local_describe,
         )
         definitions = [
             {"name": name, "description": spec.description, "input_schema": spec.input_schema}
