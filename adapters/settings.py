@@ -68,10 +68,10 @@ class Settings(BaseModel):
     llm_max_connections: int = Field(default=2000, ge=1)  # HTTP connections to the provider per worker
     worker_max_activities: int = Field(default=2000, ge=1)  # activities in flight per worker (mostly waiting)
     worker_max_cached_workflows: int = Field(default=2000, ge=0)  # workflows kept in memory (sticky cache)
-    # full: every run re-imports the workflow code in Temporal's sandbox, which stops a
-    # non-deterministic call at run time; passthrough: the code is imported once per process
+    # passthrough: the workflow code is imported once per process; full: every run re-imports it
+    # in Temporal's sandbox, which stops a non-deterministic call at run time
     # (executor/worker.py workflow_runner, docs/performance.md)
-    workflow_sandbox: Literal["full", "passthrough"] = "full"
+    workflow_sandbox: Literal["full", "passthrough"] = "passthrough"
     worker_versioning: bool = True  # Worker Deployment versioning (executor/deployment.py, docs/upgrades.md)
     worker_deployment_name: str = Field(default="dago-node-executor", pattern=r"^[^.]+$")
     worker_build_id: str | None = None  # default: the package version and a hash of the source

@@ -5,7 +5,7 @@ same run; each side's worker its own process. Rows:
 
   ours               the executor as shipped: XADD executor-style stream → node.completed event
   ours + LOCAL_STEPS=false   resolve and emit as regular activities (the opt-out; as before 0.2)
-  ours + passthrough  WORKFLOW_SANDBOX=passthrough on the worker
+  ours + full sandbox  WORKFLOW_SANDBOX=full on the worker (passthrough as shipped)
   pydantic-ai        client start_workflow → result (its worker: temporalio defaults but
                      2000 activity slots and 2000 cached, like ours as shipped)
 
@@ -117,8 +117,8 @@ async def measure(run: Any, stack: Any, redis: Any, reader: ResultReader, client
     run.say(lines(out["ours"]))
     out["regular"] = await ours_row(run, stack, redis, reader, client, plan, f"ours + LOCAL_STEPS=false: agent node (k={k})", "peer-regular", k, **run.REGULAR_STEPS)
     run.say(lines(out["regular"]))
-    out["passthrough"] = await ours_row(run, stack, redis, reader, client, plan, f"ours + WORKFLOW_SANDBOX=passthrough: agent node (k={k})", "peer-passthrough", k, **run.PASSTHROUGH)
-    run.say(lines(out["passthrough"]))
+    out["full_sandbox"] = await ours_row(run, stack, redis, reader, client, plan, f"ours + WORKFLOW_SANDBOX=full: agent node (k={k})", "peer-full", k, **run.FULL_SANDBOX)
+    run.say(lines(out["full_sandbox"]))
     out["peer"] = await peer_row(run, stack, redis, plan, k)
     run.say(lines(out["peer"]))
     return out
@@ -137,7 +137,7 @@ def lines(row: dict[str, Any]) -> str:
 def table(results: dict[str, Any]) -> str:
     """Ours beside pydantic-ai: the figures of the issue's part 2, and the ratios to the peer."""
     p = results.get("peer") or {}
-    rows = [p[key] for key in ("ours", "regular", "passthrough", "peer") if key in p]
+    rows = [p[key] for key in ("ours", "regular", "full_sandbox", "peer") if key in p]
     peer_row_ = p.get("peer")
     head = (
         "| agent task, same run | throughput wf/s | p50 ms | p95 ms | CPU ms/node: server | worker | server + worker | all processes "

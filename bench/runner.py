@@ -51,7 +51,7 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "shipped": ("as shipped: 2000 activity slots, 2000 cached, 2000 LLM connections", "", {}),
     "activities": ("2000 activity slots, 1000 LLM connections", "", {"LLM_MAX_CONNECTIONS": "1000"}),
     "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10", {}),
-    "passthrough": ("as shipped + WORKFLOW_SANDBOX=passthrough", "", {"WORKFLOW_SANDBOX": "passthrough"}),
+    "full-sandbox": ("as shipped + WORKFLOW_SANDBOX=full", "", {"WORKFLOW_SANDBOX": "full"}),
     # what docs/configuration.md tells a user who wants N loops waiting: one activity slot, one
     # cached workflow and one LLM connection per waiting loop (N = --loops; filled in by waiting_phase)
     # ("{loops}" in a value is --loops)
@@ -59,9 +59,9 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
         "sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "",
         {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}"},
     ),
-    "sized-passthrough": (
-        "sized for the loops, WORKFLOW_SANDBOX=passthrough", "",
-        {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}", "WORKFLOW_SANDBOX": "passthrough"},
+    "sized-full-sandbox": (
+        "sized for the loops, WORKFLOW_SANDBOX=full", "",
+        {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}", "WORKFLOW_SANDBOX": "full"},
     ),
     "sized-cache-1000": (
         "sized for the loops but WORKER_MAX_CACHED_WORKFLOWS=1000", "",
@@ -73,11 +73,11 @@ EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "2-workers": ("ours, 2 worker processes", "", {}, 2),
     "unsandboxed": ("ours + unsandboxed (patch)", "unsandboxed", {}, 1),
     "no-search-attributes": ("ours + no search attributes (patch)", "no-search-attributes", {}, 1),
-    "passthrough": ("ours + WORKFLOW_SANDBOX=passthrough", "", {"WORKFLOW_SANDBOX": "passthrough"}, 1),
+    "full-sandbox": ("ours + WORKFLOW_SANDBOX=full", "", {"WORKFLOW_SANDBOX": "full"}, 1),
     "all": ("ours + unsandboxed + no search attributes (patch)", "unsandboxed,no-search-attributes", {}, 1),
 }
 REGULAR_STEPS = {"LOCAL_STEPS": "false"}  # the opt-out: resolve and emit as regular activities
-PASSTHROUGH = {"WORKFLOW_SANDBOX": "passthrough"}
+FULL_SANDBOX = {"WORKFLOW_SANDBOX": "full"}
 
 
 @dataclass
@@ -90,7 +90,7 @@ class Plan:
     waiting_budget: float = 90.0
     waiting_variants: tuple[str, ...] = ("defaults", "shipped")
     local_steps_kinds: tuple[str, ...] = ("tool", "agent")
-    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "passthrough", "no-search-attributes", "all")
+    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "full-sandbox", "no-search-attributes", "all")
     eager: bool = True
     stock_reference: bool = True
     waiting: bool = True

@@ -25,3 +25,17 @@ def test_configuration_reference_documents_every_setting() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}`" not in doc]
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_workflow_sandbox_passes_our_workflow_code_through_unless_full() -> None:
+    """`passthrough` (the default) imports workflows/ once per process; `full` re-imports it in
+    every run's sandbox. The time-skipping and replay tests run the full sandbox, which is where
+    a non-deterministic call in workflow code is caught (docs/configuration.md WORKFLOW_SANDBOX)."""
+    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+    from executor.worker import workflow_runner
+
+    shipped, full = workflow_runner(Settings()), workflow_runner(Settings(workflow_sandbox="full"))
+    assert isinstance(shipped, SandboxedWorkflowRunner) and isinstance(full, SandboxedWorkflowRunner)
+    assert "workflows" in shipped.restrictions.passthrough_modules
+    assert "workflows" not in full.restrictions.passthrough_modules
