@@ -63,6 +63,11 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
         "sized for the loops, WORKFLOW_SANDBOX=full", "",
         {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}", "WORKFLOW_SANDBOX": "full"},
     ),
+    # what docs/configuration.md advises: a slot and a connection per loop, the cache as shipped
+    "sized-calls": (
+        "a slot and a connection per loop: WORKER_MAX_ACTIVITIES = LLM_MAX_CONNECTIONS = {loops}, WORKER_MAX_CACHED_WORKFLOWS as shipped (2000)", "",
+        {"WORKER_MAX_ACTIVITIES": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}"},
+    ),
     "sized-cache-1000": (
         "sized for the loops but WORKER_MAX_CACHED_WORKFLOWS=1000", "",
         {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "1000", "LLM_MAX_CONNECTIONS": "{loops}"},
@@ -499,6 +504,7 @@ def cli() -> None:
     p.add_argument("--burst", type=int, default=None, help="N started at once (default 200)")
     p.add_argument("--sequential", type=int, default=None, help="runs at low load (default 30)")
     p.add_argument("--out", default=str(ARTIFACTS / "bench-results.json"), help="where the JSON figures go")
+    p.add_argument("--budget", type=float, default=None, help="seconds the optional phases may take in all (default 300)")
     args = p.parse_args()
     plan = Plan()
     if args.quick:
@@ -525,6 +531,7 @@ def cli() -> None:
         plan.waiting_variants = tuple(args.waiting.split(","))
         if unknown := [w for w in plan.waiting_variants if w not in WAITING_VARIANTS]:
             p.error(f"unknown waiting variants {unknown}; known: {', '.join(WAITING_VARIANTS)}")
+    plan.budget_seconds = args.budget or plan.budget_seconds
     plan.burst = args.burst or plan.burst
     plan.sequential = args.sequential or plan.sequential
     ARTIFACTS.mkdir(exist_ok=True)

@@ -8,6 +8,8 @@ runs against the scripted Messages API and real MCP servers stay in test_agent.p
 
 from __future__ import annotations
 
+import json
+
 from typing import Any
 
 import pytest
@@ -222,3 +224,27 @@ async def test_a_cost_budget_ends_the_loop_once_spent(env: WorkflowEnvironment) 
 
     assert (run.outcome.status, run.outcome.error) == ("failed", "budget of $0.025 exceeded after 3 iterations ($0.030000 spent)")
     assert len(steps.tools_called()) == 2
+
+
+async def test_a_loop_recorded_with_a_local_emit_continues_with_a_regular_one(env: WorkflowEnvironment) -> None:
+    """Before 0.2, LOCAL_STEPS put the emit in a local activity too (NodeInput.local_steps). Such a
+    loop replays as it was recorded, but its continued runs take today's steps: reads local, the
+    emit regular (its outcome in the history before the event is written)."""
+    turns = 8
+    steps = StubSteps(
+        resolved(agent(["weather"], max_iterations=20), continue_as_new_events=50),
+        replies=[tool_use(("weather", {"city": f"city-{n}"}), turn=n) for n in range(1, turns + 1)] + [text("Seen them all.")],
+        tools={"weather": weather},
+    )
+
+    run = await run_node(env, steps, local_steps=True)
+
+    assert run.outcome.status == "completed" and run.outcome.details["runs"] > 1
+    first = await env.client.get_workflow_handle(run.handle.id, run_id=run.handle.first_execution_run_id).fetch_history()
+    last = await env.client.get_workflow_handle(run.handle.id, run_id=run.outcome.run_id).fetch_history()
+    continued = last.events[0].workflow_execution_started_event_attributes.input
+    assert {"local_steps": False, "local_reads": True}.items() <= json.loads(continued.payloads[0].data).items()
+    marked = [e.marker_recorded_event_attributes.details["data"] for e in first.events if e.HasField("marker_recorded_event_attributes")]
+    assert [json.loads(d.payloads[0].data)["activity_type"] for d in marked] == ["resolve_node"]  # recorded local
+    scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in last.events if e.HasField("activity_task_scheduled_event_attributes")]
+    assert scheduled[-1] == "emit_result"  # a regular activity in the run that emits

@@ -127,7 +127,10 @@ class NodeWorkflow:
             await workflow.wait_condition(workflow.all_handlers_finished)
             next_carry = more.state.model_copy(update={"runs": more.state.runs + 1, "started_at": started})
             workflow.continue_as_new(
-                node_input.model_copy(update={"carry": next_carry, "attributes_at_start": self._search or self._at_start}),
+                # a new run takes today's steps: a loop recorded with a local emit (before 0.2) gets the regular one
+                node_input.model_copy(
+                    update={"carry": next_carry, "attributes_at_start": self._search or self._at_start, "local_steps": False, "local_reads": self._local_resolve}
+                ),
                 initial_versioning_behavior=ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
             )
         except (NodeFailure, AgentFailure) as failure:

@@ -228,15 +228,17 @@ async def run_node(
     steps: StubSteps,
     *,
     during: Callable[[WorkflowHandle[Any, Any]], Awaitable[None]] | None = None,
+    **node_input: Any,
 ) -> NodeRun:
     """Start NodeWorkflow on a worker of `steps`, run `during(handle)` while it runs (time does
-    not skip then), then wait for its end with time skipping."""
+    not skip then), then wait for its end with time skipping. `node_input`: NodeInput's other
+    fields (`local_reads=True`, …)."""
     task_queue = f"fast-{uuid.uuid4().hex}"
     item = WorkItem(graph_id=f"g-{uuid.uuid4().hex[:8]}", node_id="n1", envelope="executor", event_id=str(uuid.uuid4()), stream="executor.work", entry_id="1-0", config={})
     # Heartbeats every 100 ms at most: a cancelled BLOCK call learns of its cancellation at once.
     worker = Worker(env.client, task_queue=task_queue, workflows=[NodeWorkflow], activities=steps.activities, max_heartbeat_throttle_interval=timedelta(milliseconds=100))
     async with worker:
-        handle = await env.client.start_workflow(NodeWorkflow.run, NodeInput(item=item), id=item.workflow_id, task_queue=task_queue)
+        handle = await env.client.start_workflow(NodeWorkflow.run, NodeInput(item=item, **node_input), id=item.workflow_id, task_queue=task_queue)
         ended = False
         try:
             if during is not None:
