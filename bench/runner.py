@@ -78,6 +78,7 @@ EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "2-workers": ("ours, 2 worker processes", "", {}, 2),
     "unsandboxed": ("ours + unsandboxed (patch)", "unsandboxed", {}, 1),
     "no-search-attributes": ("ours + no search attributes (patch)", "no-search-attributes", {}, 1),
+    "attributes-by-upsert": ("ours + search attributes by upsert, as before 0.2 (patch)", "ingress:attributes-by-upsert", {}, 1),
     "full-sandbox": ("ours + WORKFLOW_SANDBOX=full", "", {"WORKFLOW_SANDBOX": "full"}, 1),
     "all": ("ours + unsandboxed + no search attributes (patch)", "unsandboxed,no-search-attributes", {}, 1),
 }
@@ -95,7 +96,7 @@ class Plan:
     waiting_budget: float = 90.0
     waiting_variants: tuple[str, ...] = ("defaults", "shipped")
     local_steps_kinds: tuple[str, ...] = ("tool", "agent")
-    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "full-sandbox", "no-search-attributes", "all")
+    experiments: tuple[str, ...] = ("2-workers", "unsandboxed", "full-sandbox", "attributes-by-upsert", "no-search-attributes", "all")
     eager: bool = True
     stock_reference: bool = True
     waiting: bool = True
@@ -227,11 +228,15 @@ def with_services(stack: BenchStack, name: str, stream: str, patches: str = "", 
     read like in the tests (a new entry wakes it at once either way). `env` goes to both: the
     ingress reads LOCAL_STEPS, the worker its sizes."""
     tq = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    # `ingress:NAME` patches go to the ingress, the others to the workers
+    parts = [p for p in patches.split(",") if p]
+    ingress_patches = ",".join(p.removeprefix("ingress:") for p in parts if p.startswith("ingress:"))
+    patches = ",".join(p for p in parts if not p.startswith("ingress:"))
     procs = [
         stack.start_worker(f"worker-{name}" + (f"-{i}" if workers > 1 else ""), tq, stream, stack.llm_url, patches=patches, **env)
         for i in range(workers)
     ]
-    ingress = stack.start_ingress(f"ingress-{name}", tq, stream, INGRESS_BLOCK_MS="200", **env)
+    ingress = stack.start_ingress(f"ingress-{name}", tq, stream, patches=ingress_patches, INGRESS_BLOCK_MS="200", **env)
     return procs, ingress
 
 

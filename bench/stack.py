@@ -151,9 +151,10 @@ class BenchStack:
         proc = self.spawn(name, argv, self.env(task_queue, stream, llm_url, WORKER_ID=name, BENCH_PATCHES=patches, **env))
         return Service("worker", proc, task_queue, stream)
 
-    def start_ingress(self, name: str, task_queue: str, stream: str, **env: str) -> Service:
-        argv = [sys.executable, "-m", "executor", "ingress"]
-        proc = self.spawn(name, argv, self.env(task_queue, stream, self.llm_url, WORKER_ID=name, **env))
+    def start_ingress(self, name: str, task_queue: str, stream: str, *, patches: str = "", **env: str) -> Service:
+        """The real ingress, or with `patches` the same with scratch experiments (bench/worker.py)."""
+        argv = [sys.executable, "-m", "bench.worker" if patches else "executor", "ingress"]
+        proc = self.spawn(name, argv, self.env(task_queue, stream, self.llm_url, WORKER_ID=name, BENCH_PATCHES=patches, **env))
         return Service("ingress", proc, task_queue, stream)
 
     def stop(self, proc: Proc, *, kill: bool = False) -> None:

@@ -1,5 +1,6 @@
-"""Scratch experiments on the worker, applied in this process only: `python -m bench.worker worker`
-with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker runs.
+"""Scratch experiments on the worker (or the ingress), applied in this process only: `python -m
+bench.worker worker` with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker
+runs; `python -m bench.worker ingress` the same for the ingress.
 
   wftasks=N             Worker(max_concurrent_workflow_tasks=N)      (default 100)
   pollers=N             Worker(max_concurrent_*_task_polls=N)        (default 5)
@@ -8,6 +9,9 @@ with `BENCH_PATCHES` (comma-separated), then the unchanged `executor` worker run
   heartbeat=S           activities heartbeat every S seconds while they wait (ours: 2)
   no-transcripts        no transcript store: every call_llm input carries the whole conversation,
                         as before transcripts (the long-loop row's "before", bench/long_loop.py)
+  attributes-by-upsert  (the ingress: `ingress:attributes-by-upsert` in an experiment) start
+                        workflows without search attributes, so the workflow upserts them all
+                        after resolving, as before 0.2
 
 What the executor can set by environment is set that way instead (`WORKER_MAX_ACTIVITIES`,
 `WORKER_MAX_CACHED_WORKFLOWS`, `LLM_MAX_CONNECTIONS` on the worker, `LOCAL_STEPS` on the ingress).
@@ -31,7 +35,7 @@ def parse(spec: str) -> dict[str, str]:
     return patches
 
 
-KNOWN = {"wftasks", "pollers", "unsandboxed", "no-search-attributes", "heartbeat", "no-transcripts"}
+KNOWN = {"wftasks", "pollers", "unsandboxed", "no-search-attributes", "heartbeat", "no-transcripts", "attributes-by-upsert"}
 
 
 def apply(patches: dict[str, str]) -> None:
@@ -47,7 +51,7 @@ def apply(patches: dict[str, str]) -> None:
         options["max_concurrent_activity_task_polls"] = int(patches["pollers"])
     if "unsandboxed" in patches:
         options["workflow_runner"] = UnsandboxedWorkflowRunner()
-    if "no-search-attributes" in patches:
+    if "no-search-attributes" in patches or "attributes-by-upsert" in patches:
         async def not_registered(client: Any, namespace: str) -> bool:
             return False
 
