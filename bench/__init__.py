@@ -7,7 +7,8 @@ tests do), then measures:
 1. the bare Temporal ceiling: a workflow with our tool node's activity plan (3 no-op activities
    and the node-deadline timer), started directly by a client;
 2. ours end to end: XADD on the work stream → result event on `node.completed`, for tool, llm
-   and agent (k iterations) nodes; and again with `LOCAL_STEPS=true` on the ingress;
+   and agent (k iterations) nodes; and again with `LOCAL_STEPS=false` on the ingress (every step
+   a regular activity, as before 0.2);
 3. the same steps called in-process without Temporal or the stream (the durability tax);
 4. tool nodes with 2 worker processes, and with scratch experiments (monkeypatches applied only
    in bench worker processes) that measure what a core change would buy;

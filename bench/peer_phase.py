@@ -4,7 +4,7 @@ pydantic-ai's `TemporalDurability` agent (bench/peer.py), the same task (K model
 same run; each side's worker its own process. Rows:
 
   ours               the executor as shipped: XADD executor-style stream → node.completed event
-  ours + LOCAL_STEPS=false   resolve and emit as regular activities (the opt-out; as before 0.2)
+  ours + LOCAL_STEPS=false   every step a regular activity (the opt-out; as before 0.2)
   ours + full sandbox  WORKFLOW_SANDBOX=full on the worker (passthrough as shipped)
   pydantic-ai        client start_workflow → result (its worker: temporalio defaults but
                      2000 activity slots and 2000 cached, like ours as shipped)

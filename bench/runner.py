@@ -4,7 +4,7 @@ On the dev server as `make run` and the tests start it (executor.local_services.
 passes `history.transferProcessorMaxPollRPS=1000`):
   1 bare         BareNode started by a client, its worker in its own process
   2 ours         tool, llm, agent (k=3) nodes: XADD executor.work → node.completed
-  3 regular steps  ours with LOCAL_STEPS=false on the ingress (resolve and emit as regular activities, as before 0.2)
+  3 regular steps  ours with LOCAL_STEPS=false on the ingress (every step a regular activity, as before 0.2)
   4 direct       the same steps in-process, no Temporal, no stream
   5 experiments  ours with 2 worker processes, and with scratch changes in the worker process only
                  (bench/worker.py); the bare workflow with eager start

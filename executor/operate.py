@@ -9,7 +9,7 @@ import sys
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from adapters import history, redis_client, result_marker, result_stream, temporal_client
@@ -289,12 +289,12 @@ async def _rerun(client: Client, redis: Redis, settings: Settings, workflow_id: 
     except (ClaimCheckMissing, ValueError, LookupError) as exc:
         print(f"error: cannot read the input of {workflow_id}: {exc}")
         return EXIT_FAILED
-    # ours from the old run (the namespace has them when the run has any), but not its outcome;
-    # the server's own (build ids, versions) are not a starter's to set
+    # what the ingress would set for this work item, when the namespace has them (the old run
+    # has some); not copied from the old run, whose mode and model its graph state may have changed
     attributes = None
     if described.typed_search_attributes.get(search_attributes.GRAPH_ID) is not None:
-        ours = {key.name for key in search_attributes.ALL if key is not search_attributes.OUTCOME}
-        attributes = TypedSearchAttributes([p for p in described.typed_search_attributes if p.key.name in ours])
+        item = original.item
+        attributes = search_attributes.at_start(item.graph_id, item.node_id, *search_attributes.labels(item.config, settings.llm_model))
     marker = keys.emitted_marker(workflow_id)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.get(marker)

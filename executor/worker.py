@@ -41,9 +41,9 @@ def workflow_runner(settings: Settings) -> WorkflowRunner:
     """Temporal's sandbox: `full` re-imports the workflow modules for every run, so a
     non-deterministic call in them (the clock, randomness, I/O) fails the task instead of
     corrupting a replay; `passthrough` imports them once per process and shares them between runs
-    (less CPU per new or replayed run), the checks left to the test suite, which runs every
-    workflow branch (tests/test_node_workflow.py, tests/test_agent_loop.py) and replays the
-    recorded histories (tests/test_replay.py) under the full sandbox."""
+    (less CPU per new or replayed run), the checks left to the test suite, which runs the
+    workflow's branches in both step shapes (tests/test_node_workflow.py, tests/test_agent_loop.py)
+    and replays the recorded histories (tests/test_replay.py) under the full sandbox."""
     if settings.workflow_sandbox == "passthrough":
         return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
     return SandboxedWorkflowRunner()

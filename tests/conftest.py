@@ -20,6 +20,17 @@ ARTIFACTS = Path(os.environ.get("EXECUTOR_TEST_ARTIFACTS") or ROOT / "test-artif
 STACK_LOG = ARTIFACTS / f"stack{'-' + os.environ['PYTEST_XDIST_WORKER'] if os.environ.get('PYTEST_XDIST_WORKER') else ''}.log"
 
 
+@pytest.fixture(params=["regular steps", "local reads"])
+def step_shape(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a fast workflow test with every step a regular activity (`LOCAL_STEPS=false`) and with
+    resolve and describe_tools as local activities (as shipped), under the full sandbox both."""
+    from tests.support import stub_activities
+
+    stub_activities.STEP_SHAPE = {"local_reads": request.param == "local reads"}
+    yield request.param
+    stub_activities.STEP_SHAPE = {}
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server, one per module of fast workflow tests."""

@@ -33,7 +33,7 @@ from tests.support.stub_activities import (
     within,
 )
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.usefixtures("step_shape")]
 
 
 # -- each mode ends in one emit with its outcome -------------------------------------------------

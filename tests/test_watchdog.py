@@ -100,7 +100,7 @@ def test_terminated_agent_node_reports_node_failed_once_then_rerun_completes_it(
         time.sleep(2)
         assert [e["type"] for e in ws.events(graph, node)] == ["node.completed", "node.failed"]  # one each (streams in that order)
         assert status(ws, wid) == "COMPLETED"
-        # the re-run started with the first run's search attributes (not its outcome) and upserted only its own outcome
+        # the re-run started with the search attributes the ingress would set (not the old outcome) and upserted only its own outcome
         history = ws.temporal(lambda c: c.get_workflow_handle(wid).fetch_history())
         started = history.events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
         assert {"DagoGraphId", "DagoNodeId", "DagoMode", "DagoModel"} <= set(started) and "DagoOutcome" not in started

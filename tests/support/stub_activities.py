@@ -223,6 +223,11 @@ class NodeRun:
         return self.emitted[0]
 
 
+# NodeInput fields every run_node call starts with; the `step_shape` fixture (tests/conftest.py)
+# runs each fast test with both shapes: every step a regular activity, and the local reads as shipped.
+STEP_SHAPE: dict[str, Any] = {}
+
+
 async def run_node(
     env: WorkflowEnvironment,
     steps: StubSteps,
@@ -238,7 +243,7 @@ async def run_node(
     # Heartbeats every 100 ms at most: a cancelled BLOCK call learns of its cancellation at once.
     worker = Worker(env.client, task_queue=task_queue, workflows=[NodeWorkflow], activities=steps.activities, max_heartbeat_throttle_interval=timedelta(milliseconds=100))
     async with worker:
-        handle = await env.client.start_workflow(NodeWorkflow.run, NodeInput(item=item, **node_input), id=item.workflow_id, task_queue=task_queue)
+        handle = await env.client.start_workflow(NodeWorkflow.run, NodeInput(item=item, **{**STEP_SHAPE, **node_input}), id=item.workflow_id, task_queue=task_queue)
         ended = False
         try:
             if during is not None:
