@@ -52,9 +52,9 @@ WAITING_VARIANTS: dict[str, tuple[str, str, dict[str, str]]] = {
     "activities": ("2000 activity slots, 1000 LLM connections", "", {"LLM_MAX_CONNECTIONS": "1000"}),
     "heartbeat": ("as shipped, heartbeat every 10 s", "heartbeat=10", {}),
     "full-sandbox": ("as shipped + WORKFLOW_SANDBOX=full", "", {"WORKFLOW_SANDBOX": "full"}),
-    # what docs/configuration.md tells a user who wants N loops waiting: one activity slot, one
-    # cached workflow and one LLM connection per waiting loop (N = --loops; filled in by waiting_phase)
-    # ("{loops}" in a value is --loops)
+    # sized for N loops (N = --loops: "{loops}" in a value, filled in by waiting_phase). `sized` is
+    # what docs/configuration.md advised before 0.2 (a slot, a cached workflow and a connection per
+    # loop); `sized-calls` is what it advises now
     "sized": (
         "sized for the loops: WORKER_MAX_ACTIVITIES = WORKER_MAX_CACHED_WORKFLOWS = LLM_MAX_CONNECTIONS = {loops}", "",
         {"WORKER_MAX_ACTIVITIES": "{loops}", "WORKER_MAX_CACHED_WORKFLOWS": "{loops}", "LLM_MAX_CONNECTIONS": "{loops}"},
@@ -82,7 +82,7 @@ EXPERIMENTS: dict[str, tuple[str, str, dict[str, str], int]] = {
     "full-sandbox": ("ours + WORKFLOW_SANDBOX=full", "", {"WORKFLOW_SANDBOX": "full"}, 1),
     "all": ("ours + unsandboxed + no search attributes (patch)", "unsandboxed,no-search-attributes", {}, 1),
 }
-REGULAR_STEPS = {"LOCAL_STEPS": "false"}  # the opt-out: resolve and emit as regular activities
+REGULAR_STEPS = {"LOCAL_STEPS": "false"}  # the opt-out: every step a regular activity
 FULL_SANDBOX = {"WORKFLOW_SANDBOX": "full"}
 
 

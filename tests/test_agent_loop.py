@@ -17,6 +17,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from core.step_io import ApprovalDecision, LlmReply, ToolCall, ToolResult
+from tests.support.history import local_steps
 from tests.support.stub_activities import (
     StubSteps,
     echo,
@@ -244,7 +245,6 @@ async def test_a_loop_recorded_with_a_local_emit_continues_with_a_regular_one(en
     last = await env.client.get_workflow_handle(run.handle.id, run_id=run.outcome.run_id).fetch_history()
     continued = last.events[0].workflow_execution_started_event_attributes.input
     assert {"local_steps": False, "local_reads": True}.items() <= json.loads(continued.payloads[0].data).items()
-    marked = [e.marker_recorded_event_attributes.details["data"] for e in first.events if e.HasField("marker_recorded_event_attributes")]
-    assert [json.loads(d.payloads[0].data)["activity_type"] for d in marked] == ["resolve_node"]  # recorded local
+    assert [m["activity_type"] for m in local_steps(first)] == ["resolve_node"]  # recorded local
     scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in last.events if e.HasField("activity_task_scheduled_event_attributes")]
     assert scheduled[-1] == "emit_result"  # a regular activity in the run that emits

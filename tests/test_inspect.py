@@ -12,6 +12,7 @@ from adapters.settings import Settings
 from executor.local_services import free_port, temporal_binary
 from doubles.scripted_llm import text, tool_use
 from adapters.temporal_client import connect
+from tests.support.history import start_attributes, upserts
 from tests.support.stack import Stack
 
 
@@ -93,17 +94,8 @@ def test_unregistered_search_attributes_are_detected_not_fatal() -> None:
 
 def _attributes(stack: Stack, workflow_id: str) -> tuple[dict[str, str], list[list[str]]]:
     """(the search attributes the run started with, the names each upsert in its history set)."""
-    from temporalio.converter import default as default_converter
-
     history = stack.temporal(lambda c: c.get_workflow_handle(workflow_id).fetch_history())
-    convert = default_converter().payload_converter
-    started = history.events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
-    upserts = [
-        sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
-        for e in history.events
-        if e.HasField("upsert_workflow_search_attributes_event_attributes")
-    ]
-    return {name: convert.from_payload(payload) for name, payload in started.items() if name.startswith("Dago")}, upserts
+    return start_attributes(history), upserts(history)
 
 
 def test_ingress_sets_search_attributes_at_start_and_the_workflow_upserts_only_the_outcome(stack: Stack, llm) -> None:

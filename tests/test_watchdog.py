@@ -18,6 +18,7 @@ import pytest
 
 from doubles.scripted_llm import ScriptedLLM, text, tool_use
 from tests.conftest import ARTIFACTS
+from tests.support.history import start_attributes, upserts
 from tests.support.stack import ROOT, Stack, run_stack, wait_until
 
 pytestmark = pytest.mark.slow
@@ -102,10 +103,9 @@ def test_terminated_agent_node_reports_node_failed_once_then_rerun_completes_it(
         assert status(ws, wid) == "COMPLETED"
         # the re-run started with the search attributes the ingress would set (not the old outcome) and upserted only its own outcome
         history = ws.temporal(lambda c: c.get_workflow_handle(wid).fetch_history())
-        started = history.events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
+        started = start_attributes(history)
         assert {"DagoGraphId", "DagoNodeId", "DagoMode", "DagoModel"} <= set(started) and "DagoOutcome" not in started
-        upserts = [sorted(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields) for e in history.events if e.HasField("upsert_workflow_search_attributes_event_attributes")]
-        assert upserts == [["DagoOutcome"]]
+        assert upserts(history) == [["DagoOutcome"]]
     finally:
         ws.procs.pop("ingress-2").stop()
 
